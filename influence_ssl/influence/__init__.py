@@ -1,0 +1,14 @@
+"""Influence-function hypergradients of a classifier (last) layer: dL_val / d(per-example weight).
+
+Math layer: imports nothing else from influence_ssl.
+"""
+from influence_ssl.influence.hypergradient import DEFAULT_DAMPING, METHOD_OPTIONS, last_layer_weight_gradients
+from influence_ssl.influence.last_layer import hessian, hessian_vector_product, per_example_gradients
+from influence_ssl.influence.solvers import (HessianFactorizationError, cholesky_solve, conjugate_gradient,
+                                             neumann_solve, power_iteration)
+
+__all__ = [
+    "DEFAULT_DAMPING", "METHOD_OPTIONS", "HessianFactorizationError", "last_layer_weight_gradients",
+    "hessian", "hessian_vector_product", "per_example_gradients",
+    "cholesky_solve", "conjugate_gradient", "neumann_solve", "power_iteration",
+]

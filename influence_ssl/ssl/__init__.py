@@ -1,0 +1,5 @@
+"""SSL algorithms: each returns per-example losses and the influence inputs (see base.py)."""
+from influence_ssl.ssl.base import SSLAlgorithm, SSLLosses
+from influence_ssl.ssl.pseudo_label import PseudoLabel
+
+__all__ = ["SSLAlgorithm", "SSLLosses", "PseudoLabel"]

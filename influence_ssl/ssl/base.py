@@ -1,0 +1,58 @@
+"""The interface between an SSL algorithm and the trainer.
+
+An algorithm does one job: given a batch, return the supervised loss of every labeled
+example and the unsupervised loss ℓ_U(u) of every unlabeled example, never averaged and
+never weighted (the trainer applies λ_u), together with the last-layer features and the
+constant targets that the last-layer influence needs (Sec. 3.1): for every unlabeled row,
+ℓ_U(u) must equal CE(target_u, head(feature_u)) with the mask folded into the target.
+"""
+import dataclasses
+from typing import Dict
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass
+class SSLLosses:
+    """What an SSL algorithm returns for one batch.
+
+    Attributes:
+      labeled: [B] supervised loss per labeled example.
+      unlabeled: [U] unsupervised loss ℓ_U(u) per unlabeled example (no λ).
+      labeled_features: [B, D] penultimate features of the labeled examples.
+      labeled_targets: [B, K] their class-probability targets (one-hot labels).
+      unlabeled_features: [U, D] features of the view that ℓ_U is computed on.
+      unlabeled_targets: [U, K] constant targets, mask folded in (an all-zero row is an
+        example whose ℓ_U is exactly zero, so its hypergradient is zero too).
+      metrics: scalar summaries for logs (e.g. the mask rate).
+    """
+
+    labeled: tf.Tensor
+    unlabeled: tf.Tensor
+    labeled_features: tf.Tensor
+    labeled_targets: tf.Tensor
+    unlabeled_features: tf.Tensor
+    unlabeled_targets: tf.Tensor
+    metrics: Dict[str, tf.Tensor] = dataclasses.field(default_factory=dict)
+
+
+class SSLAlgorithm:
+    """Base class. Subclasses implement `losses`.
+
+    The model must expose `features(x, training)` -> [B, D] and `head`, a Dense layer
+    mapping features to logits (see influence_ssl.models.Classifier).
+    """
+
+    name = "base"
+
+    def losses(self, model, batch, *, training, step):
+        """Compute SSLLosses for `batch`, a dict of tensors (keys per algorithm).
+
+        Args:
+          model: the classifier.
+          batch: dict with at least "labeled_x", "labeled_y" ([B] int) and the
+            algorithm's unlabeled views.
+          training: forward in training mode (batch-norm statistics, dropout).
+          step: scalar int tensor, the θ step (for schedules such as TSA).
+        """
+        raise NotImplementedError

@@ -1,0 +1,45 @@
+"""Pseudo-Label (Lee, 2013) as used by Ren et al. Sec. 2 and 4.1.
+
+ℓ_U(u) = mask_u · CE(one_hot(argmax p_θ(u)), p_θ(u)), the target held constant.
+With threshold 0 (the paper's synthetic experiments) every example is used; FixMatch's
+pseudo_label.py uses 0.95 (mask_u = [max p >= threshold]).
+"""
+import tensorflow as tf
+
+from influence_ssl.ssl.base import SSLAlgorithm, SSLLosses
+from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
+
+
+class PseudoLabel(SSLAlgorithm):
+    """Hard arg-max pseudo-labels on one view `batch["unlabeled_x"]`."""
+
+    name = "pseudo_label"
+
+    def __init__(self, threshold=0.0):
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"Pseudo-Label threshold must be in [0, 1], got {threshold}.")
+        self.threshold = threshold
+
+    def losses(self, model, batch, *, training, step):
+        num_labeled = tf.shape(batch["labeled_x"])[0]
+        # One forward over the concatenation, as FixMatch and UDA do (shared BN statistics).
+        x = tf.concat([batch["labeled_x"], batch["unlabeled_x"]], axis=0)
+        features = model.features(x, training=training)
+        logits = model.head(features)
+        labeled_features, unlabeled_features = features[:num_labeled], features[num_labeled:]
+        labeled_logits, unlabeled_logits = logits[:num_labeled], logits[num_labeled:]
+
+        probs = tf.stop_gradient(tf.nn.softmax(unlabeled_logits))
+        num_classes = tf.shape(logits)[-1]
+        mask = tf.cast(tf.reduce_max(probs, axis=-1) >= self.threshold, logits.dtype)
+        targets = tf.one_hot(tf.argmax(probs, axis=-1), num_classes, dtype=logits.dtype)
+        targets *= mask[:, None]
+        return SSLLosses(
+            labeled=sparse_cross_entropy(batch["labeled_y"], labeled_logits),
+            unlabeled=soft_cross_entropy(targets, unlabeled_logits),
+            labeled_features=labeled_features,
+            labeled_targets=tf.one_hot(batch["labeled_y"], num_classes, dtype=logits.dtype),
+            unlabeled_features=unlabeled_features,
+            unlabeled_targets=targets,
+            metrics={"mask_rate": tf.reduce_mean(mask)},
+        )

@@ -1,0 +1,97 @@
+"""Configuration of one run of Algorithm 1, validated before anything is built."""
+import dataclasses
+import json
+
+from influence_ssl.influence import DEFAULT_DAMPING
+
+WEIGHTING_MODES = ("per_example", "single", "none")
+WEIGHT_OPTIMIZERS = ("madam", "adam", "sgd")
+INFLUENCE_METHODS = ("exact", "identity", "neumann", "cg")
+THETA_OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run. The message says which value and why."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that determines a run of Alg. 1 (paper names in brackets).
+
+    steps: θ steps in all.
+    inner_steps: θ steps between two Λ steps [N].
+    weight_lr: step size of Λ [η].
+    weight_init: initial λ_u (paper: 1; 5 for UDA with 250 CIFAR-10 labels).
+    weight_warmup: θ steps before the first Λ step (paper: 20k UDA, 1k IMDb).
+    weighting: per_example (ours), single (one learned λ, Fig. 4 left) or none (fixed λ).
+    weight_optimizer: madam (App. C), adam or sgd (Fig. 4 centre).
+    influence: exact (last layer, exact inverse Hessian), identity, neumann or cg (Sec. 4.3).
+    influence_damping: damping of the last-layer Hessian (see influence_ssl.influence).
+    reverse_hypergradient: flip the hypergradient's sign (a control, not the method).
+    unlabeled_rampup: θ steps over which the unsupervised term ramps linearly to full weight.
+    """
+
+    steps: int = 1000
+    labeled_batch: int = 64
+    unlabeled_batch: int = 448
+    validation_batch: int = 1024
+    inner_steps: int = 100
+    weight_lr: float = 0.01
+    weight_init: float = 1.0
+    weight_warmup: int = 0
+    weighting: str = "per_example"
+    weight_optimizer: str = "madam"
+    influence: str = "exact"
+    influence_damping: float = DEFAULT_DAMPING
+    reverse_hypergradient: bool = False
+    unlabeled_rampup: int = 0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    log_every: int = 100
+    eval_every: int = 500
+    checkpoint_every: int = 500
+
+    # Fields that may differ between a run and its resumption.
+    RESUMABLE_CHANGES = ("steps", "log_every", "eval_every", "checkpoint_every")
+
+    def validate(self, num_labeled, num_unlabeled, num_validation):
+        """Raise ConfigError for a value that cannot run on data of these sizes."""
+        choices = [("weighting", WEIGHTING_MODES), ("weight_optimizer", WEIGHT_OPTIMIZERS),
+                   ("influence", INFLUENCE_METHODS), ("optimizer", THETA_OPTIMIZERS)]
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
+        positive = ["steps", "labeled_batch", "unlabeled_batch", "validation_batch", "inner_steps",
+                    "log_every", "eval_every", "checkpoint_every"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ["weight_lr", "weight_init", "weight_warmup", "unlabeled_rampup", "lr",
+                     "weight_decay", "influence_damping"]:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}.")
+        for name, size, what in [("labeled_batch", num_labeled, "labeled"),
+                                 ("unlabeled_batch", num_unlabeled, "unlabeled"),
+                                 ("validation_batch", num_validation, "validation")]:
+            if getattr(self, name) > size:
+                raise ConfigError(f"--{name}={getattr(self, name)} is larger than the {size} "
+                                  f"{what} examples.")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def check_resumable_from(self, saved):
+        """Raise ConfigError if a checkpoint written under `saved` (a dict) cannot resume here."""
+        mine = self.to_dict()
+        differ = sorted(k for k in set(mine) | set(saved)
+                        if k not in self.RESUMABLE_CHANGES and mine.get(k) != saved.get(k))
+        if differ:
+            details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {mine.get(k)!r}" for k in differ)
+            raise ConfigError(
+                "The train directory holds a checkpoint of a different configuration "
+                f"({details}). Use a new --train_dir or the same flags.")
+
+    def dumps(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)

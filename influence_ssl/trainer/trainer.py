@@ -1,0 +1,296 @@
+"""Algorithm 1 of Ren et al.: θ steps on the λ-weighted SSL loss, Λ steps on the validation loss.
+
+Inner loop (N = inner_steps θ steps):
+    θ <- θ - α ∇θ [ mean_{D'} ℓ_S + (1/|U'|) Σ_{u∈U'} r(t) λ_u ℓ_U(u) ]
+Outer step (after warm-up, every N θ steps):
+    sample D', U', V'; g_u = dL_S(V')/dλ_u by the last-layer influence (Eq. 6, Sec. 3.1);
+    λ_u <- Π_{λ>=0}(λ_u - η·Adam-step(g_u)) for u in U' (M-Adam, App. C).
+r(t) is an optional linear ramp of the unsupervised term, the same for every method.
+
+Both steps are tf.functions without Python state; the data of step k depends only on
+(seed, k); θ, its optimizer, Λ with its optimizer and the step counter are one
+tf.train.Checkpoint. So a run resumed from any checkpoint ends exactly where an
+uninterrupted one does.
+"""
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from influence_ssl.influence import last_layer_weight_gradients
+from influence_ssl.optimizers import MaskedAdam
+from influence_ssl.trainer.config import ConfigError
+from influence_ssl.trainer.progress import ProgressLog
+from influence_ssl.weights import ExampleWeights
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or a hypergradient became NaN/Inf. The last checkpoint is left as it was."""
+
+
+class CheckpointError(RuntimeError):
+    """The checkpoint in the train directory cannot be read."""
+
+
+def make_theta_optimizer(config):
+    """The optimizer of the network weights θ."""
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(config.lr)
+    momentum = {"sgd": 0.0, "momentum": 0.9, "nesterov": 0.9}[config.optimizer]
+    return keras.optimizers.SGD(config.lr, momentum=momentum, nesterov=config.optimizer == "nesterov")
+
+
+def make_weight_optimizer(config):
+    """The optimizer of Λ: M-Adam (the paper's), or plain Adam / SGD for Fig. 4 (centre)."""
+    if config.weight_optimizer == "madam":
+        return MaskedAdam(config.weight_lr)
+    if config.weight_optimizer == "adam":
+        return keras.optimizers.Adam(config.weight_lr, weight_decay=None)
+    return keras.optimizers.SGD(config.weight_lr)
+
+
+def kernel_l2(model):
+    """Σ ½||W||² over the model's kernels (FixMatch's weight decay: kernels only)."""
+    kernels = [v for v in model.trainable_variables if "kernel" in v.name]
+    return tf.add_n([0.5 * tf.reduce_sum(tf.square(k)) for k in kernels])
+
+
+class Trainer:
+    """Runs Alg. 1 for one model, SSL algorithm, data source and TrainConfig.
+
+    Args:
+      model: an influence_ssl.models.Classifier (built).
+      algorithm: an influence_ssl.ssl.SSLAlgorithm.
+      source: serves `train_batch(step)`, `outer_batch(k)`, `eval_sets()` and
+        `num_unlabeled_ids` (see InMemorySource).
+      config: a TrainConfig.
+      train_dir: where checkpoints, TensorBoard events and results.json go (None: nowhere).
+      callbacks: callables `cb(trainer, k)` run after the k-th Λ step (k = 1, 2, ...).
+      verbose: print the progress line.
+    """
+
+    def __init__(self, model, algorithm, source, config, train_dir=None, callbacks=(), verbose=True):
+        self.model, self.algorithm, self.source, self.config = model, algorithm, source, config
+        self.train_dir, self.callbacks, self.verbose = train_dir, list(callbacks), verbose
+        self.theta_optimizer = make_theta_optimizer(config)
+        self.theta_optimizer.build(model.trainable_variables)  # so a restore finds the slots
+        num_weights = source.num_unlabeled_ids if config.weighting == "per_example" else 1
+        self.weights = ExampleWeights(num_weights, config.weight_init, make_weight_optimizer(config))
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # First θ step or Λ step whose loss / hypergradient was not finite (-1: none).
+        self.bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_step")
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.theta_optimizer,
+                                              weights=self.weights, step=self.step)
+        # A source whose batches are pure functions of the step number is sampled in-graph.
+        self._in_graph_batches = bool(getattr(source, "stateless", False))
+        self._train_step = tf.function(self._train_step_fn)
+        self._outer_step = tf.function(self._outer_step_fn)
+        self._predict = tf.function(lambda x: model(x, training=False))
+        self._manager = None
+        self._writer = None
+
+    # ----- the two steps of Alg. 1 -----------------------------------------------------
+
+    def _weight_ids(self, ids):
+        return ids if self.config.weighting == "per_example" else tf.zeros_like(ids)
+
+    def _rampup(self, step):
+        if self.config.unlabeled_rampup == 0:
+            return tf.constant(1.0)
+        return tf.minimum(1.0, tf.cast(step, tf.float32) / float(self.config.unlabeled_rampup))
+
+    def _flag_if_not_finite(self, finite):
+        self.bad_step.assign(tf.where((self.bad_step < 0) & ~finite, self.step, self.bad_step))
+
+    def _train_step_fn(self, batch):
+        if self._in_graph_batches:
+            batch = self.source.train_batch(batch)
+        variables = self.model.trainable_variables
+        lam = self.weights.gather(self._weight_ids(batch["unlabeled_ids"]))
+        with tf.GradientTape() as tape:
+            out = self.algorithm.losses(self.model, batch, training=True, step=self.step)
+            supervised = tf.reduce_mean(out.labeled)
+            unsupervised = tf.reduce_mean(self._rampup(self.step) * lam * out.unlabeled)
+            loss = supervised + unsupervised
+            if self.config.weight_decay > 0:
+                loss += self.config.weight_decay * kernel_l2(self.model)
+        grads = tape.gradient(loss, variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]) & tf.math.is_finite(loss)
+        # A non-finite step is not applied: the model stays at its last good value.
+        tf.cond(finite, lambda: self.theta_optimizer.apply_gradients(zip(grads, variables)),
+                lambda: self.theta_optimizer.iterations)
+        self._flag_if_not_finite(finite)
+        self.step.assign_add(1)
+        metrics = {"loss": loss, "supervised": supervised, "unsupervised": unsupervised}
+        metrics.update(out.metrics)
+        return metrics
+
+    def _outer_step_fn(self, batch):
+        """One Λ step (Alg. 1 lines 7-12) at the current θ."""
+        if self._in_graph_batches:
+            batch = self.source.outer_batch(batch)
+        out = self.algorithm.losses(self.model, batch, training=False, step=self.step)
+        ids = self._weight_ids(batch["unlabeled_ids"])
+        lam = self.weights.gather(ids)
+        num_labeled = tf.cast(tf.shape(out.labeled)[0], tf.float32)
+        num_unlabeled = tf.cast(tf.shape(out.unlabeled)[0], tf.float32)
+        scale = self._rampup(self.step) / num_unlabeled  # the training loss's factor on λ_u ℓ_u
+        val_features = self.model.features(batch["val_x"], training=False)
+        val_targets = tf.one_hot(batch["val_y"], tf.shape(out.labeled_targets)[-1])
+        # The influence convention is a weighted sum; the training loss is mean-normalised:
+        # labeled weight 1/|D'|, unlabeled weight scale·λ_u (influence_ssl.influence docs).
+        grad_w = last_layer_weight_gradients(
+            out.labeled_features, out.labeled_targets,
+            out.unlabeled_features, out.unlabeled_targets, scale * lam,
+            val_features, val_targets,
+            self.model.head.kernel, self.model.head.bias,
+            labeled_weights=tf.fill(tf.shape(out.labeled), 1.0 / num_labeled),
+            l2=self.config.weight_decay, method=self.config.influence,
+            **self._influence_options())
+        grad_lambda = grad_w * scale  # chain rule: w_u = scale·λ_u
+        if self.config.reverse_hypergradient:
+            grad_lambda = -grad_lambda
+        finite = tf.reduce_all(tf.math.is_finite(grad_lambda))
+        tf.cond(finite, lambda: self._apply_weight_step(ids, grad_lambda), lambda: tf.no_op())
+        self._flag_if_not_finite(finite)
+        return {"hypergradient_abs_mean": tf.reduce_mean(tf.abs(grad_lambda))}
+
+    def _apply_weight_step(self, ids, grads):
+        self.weights.apply_gradients(ids, grads)
+        return tf.no_op()
+
+    def _influence_options(self):
+        if self.config.influence == "identity":
+            return {}
+        # The weight decay of the loss is on kernels only (kernel_l2): none on the bias.
+        options = {"damping": self.config.influence_damping, "bias_l2": 0.0}
+        if self.config.influence == "exact":
+            # A failed factorization gives NaNs, which the finite check turns into TrainingDiverged.
+            options["check_factorization"] = False
+        return options
+
+    # ----- the loop -------------------------------------------------------------------
+
+    def is_outer_step(self, step):
+        """Whether a Λ step follows θ step number `step` (1-based)."""
+        c = self.config
+        return c.weighting != "none" and step > c.weight_warmup and step % c.inner_steps == 0
+
+    def num_outer_steps(self, step):
+        """How many Λ steps have been taken after θ step number `step`."""
+        c = self.config
+        if c.weighting == "none":
+            return 0
+        return max(0, step // c.inner_steps - c.weight_warmup // c.inner_steps)
+
+    def run(self):
+        """Train to config.steps (resuming from train_dir if it holds a checkpoint). Returns results."""
+        self._open_train_dir()
+        c = self.config
+        step = int(self.step.numpy())
+        progress = ProgressLog(c.steps, step, enabled=self.verbose)
+        metrics = {}
+        while step < c.steps:
+            metrics = self._train_step(self._batch(self.source.train_batch, step))
+            step += 1
+            if self.is_outer_step(step):
+                metrics.update(self._outer_step(self._batch(self.source.outer_batch, step // c.inner_steps)))
+                for callback in self.callbacks:
+                    callback(self, self.num_outer_steps(step))
+            if step % c.log_every == 0 or step == c.steps:
+                self._check_finite()
+                scalars = {k: float(v) for k, v in metrics.items()}
+                scalars.update(self.weight_stats())
+                if step % c.eval_every == 0 or step == c.steps:
+                    scalars.update({f"{k}_error": 1.0 - v for k, v in self.evaluate().items()})
+                progress.log(step, scalars)
+                self._summarize(step, scalars)
+            if self.train_dir and (step % c.checkpoint_every == 0 or step == c.steps):
+                self._check_finite()
+                self._manager.save(checkpoint_number=step)
+        self._check_finite()
+        return self._finish()
+
+    def _batch(self, sample, index):
+        # Stateless sources sample inside the compiled step (one call per step); others here.
+        return tf.constant(index, tf.int64) if self._in_graph_batches else sample(index)
+
+    def evaluate(self):
+        """{set name: accuracy} of the current model on the source's evaluation sets."""
+        return {name: float(np.mean(self.predict(x) == y)) for name, (x, y) in self.source.eval_sets().items()}
+
+    def predict(self, x, batch_size=1024):
+        """Arg-max class of every row of x (numpy), in inference mode."""
+        preds = [np.argmax(self._predict(tf.constant(x[i:i + batch_size])).numpy(), axis=-1)
+                 for i in range(0, len(x), batch_size)]
+        return np.concatenate(preds)
+
+    def weight_stats(self):
+        lam = self.weights.to_numpy()
+        return {"lambda_mean": float(lam.mean()), "lambda_min": float(lam.min()),
+                "lambda_max": float(lam.max()), "lambda_zero_fraction": float(np.mean(lam == 0))}
+
+    # ----- state, logs, results ----------------------------------------------------------
+
+    def _open_train_dir(self):
+        if not self.train_dir:
+            return
+        os.makedirs(self.train_dir, exist_ok=True)
+        config_path = os.path.join(self.train_dir, "config.json")
+        self._manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.train_dir, "ckpt"),
+                                                   max_to_keep=3)
+        if self._manager.latest_checkpoint:
+            saved = {}
+            if os.path.exists(config_path):
+                with open(config_path) as f:
+                    saved = json.load(f)
+            self.config.check_resumable_from(saved)
+            try:
+                self.checkpoint.restore(self._manager.latest_checkpoint).assert_existing_objects_matched()
+            except Exception as e:  # noqa: BLE001 -- TF raises OpError, IndexError, ValueError, ...
+                raise CheckpointError(
+                    f"Cannot restore {self._manager.latest_checkpoint}: {type(e).__name__}: {str(e).splitlines()[0]}. "
+                    "The file may be corrupt or from another model; move it away or use a new "
+                    "--train_dir.") from None
+            if self.verbose:
+                print(f"Resumed from {self._manager.latest_checkpoint} at step {int(self.step.numpy())}.",
+                      flush=True)
+        with open(config_path, "w") as f:
+            f.write(self.config.dumps())
+        self._writer = tf.summary.create_file_writer(os.path.join(self.train_dir, "tb"))
+
+    def _check_finite(self):
+        bad = int(self.bad_step.numpy())
+        if bad >= 0:
+            kept = self._manager.latest_checkpoint if self._manager else None
+            raise TrainingDiverged(
+                f"A loss or hypergradient became NaN/Inf at step {bad} (for a hypergradient, the last-layer "
+                "Hessian may also have failed to factorize: see --influence_damping); the step was not applied and "
+                f"training stopped. Last good checkpoint: {kept or 'none (no --train_dir)'}. "
+                "Lower the learning rates or check the data.")
+
+    def _summarize(self, step, scalars):
+        if self._writer is None:
+            return
+        with self._writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value)
+            if self.config.weighting != "none":
+                tf.summary.histogram("lambda", self.weights.values)
+        self._writer.flush()
+
+    def _finish(self):
+        accuracy = self.evaluate()
+        results = {f"{name}_accuracy": acc for name, acc in accuracy.items()}
+        results.update({"step": int(self.step.numpy()), "lambda": self.weight_stats(),
+                        "config": self.config.to_dict()})
+        if self.train_dir:
+            with open(os.path.join(self.train_dir, "results.json"), "w") as f:
+                json.dump(results, f, indent=2, sort_keys=True)
+            self.weights.export(os.path.join(self.train_dir, "weights.npy"))
+        return results
+
+
+__all__ = ["Trainer", "TrainingDiverged", "CheckpointError", "ConfigError"]

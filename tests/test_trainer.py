@@ -1,0 +1,188 @@
+"""Alg. 1 trainer: direction of the Λ step, resume == uninterrupted, bad input, NaN handling."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from influence_ssl.data import SSLData, make_synthetic
+from influence_ssl.models import Classifier, two_layer_mlp
+from influence_ssl.ssl import PseudoLabel, SSLAlgorithm, SSLLosses
+from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
+from influence_ssl.trainer import (CheckpointError, ConfigError, InMemorySource, TrainConfig, Trainer,
+                                   TrainingDiverged)
+
+
+class FixedTargets(SSLAlgorithm):
+    """ℓ_U(u) = CE(target[id_u], f(u)) with targets chosen by the test."""
+
+    def __init__(self, targets):
+        self.targets = tf.constant(targets, tf.float32)
+
+    def losses(self, model, batch, *, training, step):
+        n = tf.shape(batch["labeled_x"])[0]
+        features = model.features(tf.concat([batch["labeled_x"], batch["unlabeled_x"]], 0), training=training)
+        logits = model.head(features)
+        targets = tf.gather(self.targets, batch["unlabeled_ids"])
+        return SSLLosses(
+            labeled=sparse_cross_entropy(batch["labeled_y"], logits[:n]),
+            unlabeled=soft_cross_entropy(targets, logits[n:]),
+            labeled_features=features[:n], labeled_targets=tf.one_hot(batch["labeled_y"], 2),
+            unlabeled_features=features[n:], unlabeled_targets=targets)
+
+
+def linear_model(seed=0):
+    """Features = inputs: the whole model is the last layer, so the inner problem is convex."""
+    backbone = keras.Sequential([keras.layers.InputLayer(input_shape=(2,)),
+                                 keras.layers.Lambda(lambda x: x)])
+    model = Classifier(backbone, 2, head_initializer=keras.initializers.GlorotUniform(seed))
+    model.build((None, 2))
+    return model
+
+
+def small_config(**overrides):
+    config = TrainConfig(steps=120, labeled_batch=10, unlabeled_batch=50, validation_batch=30, inner_steps=10,
+                         weight_warmup=40, lr=0.01, unlabeled_rampup=20, log_every=40, eval_every=40,
+                         checkpoint_every=40, weight_decay=1e-3)
+    for k, v in overrides.items():
+        setattr(config, k, v)
+    return config
+
+
+def moons_trainer(config, train_dir=None, callbacks=(), data=None):
+    data = data or make_synthetic("moons", 0, num_unlabeled=200, num_test=300)
+    source = InMemorySource(data, config.labeled_batch, config.unlabeled_batch, config.validation_batch, seed=0)
+    return Trainer(two_layer_mlp(seed=0), PseudoLabel(), source, config, train_dir=train_dir,
+                   callbacks=callbacks, verbose=False)
+
+
+def validation_loss(model, data):
+    return float(tf.reduce_mean(sparse_cross_entropy(data.val_y, model(data.val_x))))
+
+
+def test_outer_step_moves_lambda_to_lower_the_validation_loss():
+    """On a convex problem (linear model, full batches, strong L2), one Λ step followed by
+    re-training θ to optimality lowers the validation loss, against the same run without it."""
+    rng = np.random.default_rng(0)
+
+    def draw(n):
+        y = rng.integers(0, 2, n)
+        return (rng.normal(size=(n, 2)) + 0.7 * (2 * y[:, None] - 1)).astype(np.float32), y
+
+    lx, ly = draw(20)
+    vx, vy = draw(40)
+    ux, uy = draw(10)
+    targets = np.eye(2)[uy]
+    targets[5:] = 1.0 - targets[5:]  # half of the unlabeled targets are wrong
+    data = SSLData("convex", 2, lx, ly, ux, np.arange(10), uy, vx, vy, vx, vy)
+
+    def run(weighting):
+        # SGD on a strongly convex objective converges linearly: θ is at the optimum both when
+        # the Λ step is taken (step 1500) and at the end (step 2999).
+        config = TrainConfig(steps=2999, labeled_batch=20, unlabeled_batch=10, validation_batch=40,
+                             inner_steps=1500, weight_warmup=0, optimizer="sgd", lr=0.5, weight_decay=0.05,
+                             weighting=weighting, weight_lr=0.1, log_every=2999, eval_every=2999,
+                             checkpoint_every=2999)
+        trainer = Trainer(linear_model(), FixedTargets(targets), InMemorySource(data, 20, 10, 40, seed=0),
+                          config, verbose=False)
+        trainer.run()
+        return trainer
+
+    ours, fixed = run("per_example"), run("none")
+    lam = ours.weights.to_numpy()
+    assert np.all(lam != 1.0)  # exactly one Λ step, every λ moved
+    assert validation_loss(ours.model, data) < validation_loss(fixed.model, data) - 1e-5
+    assert lam[5:].mean() < lam[:5].mean()  # wrong targets lose weight on average
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    config = small_config()
+    whole = moons_trainer(config, train_dir=str(tmp_path / "whole"))
+    whole.run()
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_90(trainer, k):
+        if int(trainer.step.numpy()) == 90:
+            raise Killed()
+
+    broken = moons_trainer(small_config(), train_dir=str(tmp_path / "resumed"), callbacks=[kill_at_step_90])
+    with pytest.raises(Killed):
+        broken.run()
+    resumed = moons_trainer(small_config(), train_dir=str(tmp_path / "resumed"))
+    assert int(resumed.step.numpy()) == 0
+    resumed.run()  # restores step 80, replays 80..90 and finishes
+    for a, b in zip(whole.model.weights, resumed.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(whole.weights.to_numpy(), resumed.weights.to_numpy())
+    assert not np.all(whole.weights.to_numpy() == 1.0)  # Λ did move
+    with open(tmp_path / "resumed" / "results.json") as f:
+        assert json.load(f)["step"] == 120
+
+
+def test_checkpoint_of_another_configuration_is_refused(tmp_path):
+    moons_trainer(small_config(steps=40), train_dir=str(tmp_path)).run()
+    with pytest.raises(ConfigError, match="weight_lr"):
+        moons_trainer(small_config(steps=80, weight_lr=0.5), train_dir=str(tmp_path)).run()
+    # Changing only the length of the run is a legitimate resumption.
+    assert moons_trainer(small_config(steps=80), train_dir=str(tmp_path)).run()["step"] == 80
+
+
+def test_corrupt_checkpoint_gets_a_clear_error(tmp_path):
+    moons_trainer(small_config(steps=40), train_dir=str(tmp_path)).run()
+    for name in os.listdir(tmp_path / "ckpt"):
+        if ".data-" in name:
+            (tmp_path / "ckpt" / name).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="Cannot restore"):
+        moons_trainer(small_config(steps=80), train_dir=str(tmp_path)).run()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"weighting": "everything"}, "--weighting"),
+    ({"influence": "magic"}, "--influence"),
+    ({"weight_optimizer": "rmsprop"}, "--weight_optimizer"),
+    ({"unlabeled_batch": 5000}, "larger than"),
+    ({"labeled_batch": 11}, "larger than"),
+    ({"labeled_batch": -1}, ">= 1"),
+    ({"weight_lr": -0.1}, ">= 0"),
+])
+def test_bad_configuration_is_refused_before_training(overrides, message):
+    config = small_config(**overrides)
+    with pytest.raises(ConfigError, match=message):
+        config.validate(num_labeled=10, num_unlabeled=200, num_validation=30)
+
+
+def test_validation_overlapping_labeled_is_refused():
+    data = make_synthetic("moons", 0, num_unlabeled=50, num_test=10)
+    data.val_x[3] = data.labeled_x[1]
+    with pytest.raises(ValueError, match="disjoint"):
+        InMemorySource(data, 10, 10, 10, seed=0).check_disjoint()
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    def poison(trainer, k):
+        if int(trainer.step.numpy()) == 60:
+            trainer.model.head.kernel.assign(tf.fill(trainer.model.head.kernel.shape, np.nan))
+
+    trainer = moons_trainer(small_config(), train_dir=str(tmp_path), callbacks=[poison])
+    with pytest.raises(TrainingDiverged, match="NaN/Inf at step 60"):
+        trainer.run()
+    latest = tf.train.latest_checkpoint(str(tmp_path / "ckpt"))
+    assert latest.endswith("-40")
+    reader = tf.train.load_checkpoint(latest)
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if np.issubdtype(np.asarray(value).dtype, np.floating):
+            assert np.all(np.isfinite(value)), name
+
+
+def test_weighting_none_keeps_lambda_and_single_learns_one_value():
+    fixed = moons_trainer(small_config(weighting="none", weight_init=0.5))
+    fixed.run()
+    np.testing.assert_array_equal(fixed.weights.to_numpy(), [0.5])
+    single = moons_trainer(small_config(weighting="single"))
+    single.run()
+    assert single.weights.to_numpy().shape == (1,) and single.weights.to_numpy()[0] != 1.0
