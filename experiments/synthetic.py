@@ -40,17 +40,17 @@ flags.DEFINE_integer("num_validation", 30, "Validation examples.")
 flags.DEFINE_integer("num_unlabeled", 1000, "Unlabeled training examples.")
 flags.DEFINE_integer("num_test", 10000, "Test examples (ground truth for accuracy).")
 # θ training (Adam, as in the paper; values chosen for a fast CPU run).
-flags.DEFINE_integer("steps", 1500, "θ steps per run.")
+flags.DEFINE_integer("steps", 1000, "θ steps per run.")
 flags.DEFINE_float("lr", 3e-3, "Adam learning rate of θ.")
 flags.DEFINE_float("weight_decay", 1e-3, "L2 coefficient on kernels (also the influence's l2).")
-flags.DEFINE_integer("unlabeled_batch", 100, "Unlabeled batch |U'|.")
-flags.DEFINE_integer("unlabeled_rampup", 300, "Steps over which the unsupervised term ramps up.")
+flags.DEFINE_integer("unlabeled_batch", 1000, "Unlabeled batch |U'| (default: all of U, a full batch).")
+flags.DEFINE_integer("unlabeled_rampup", 200, "Steps over which the unsupervised term ramps up.")
 flags.DEFINE_float("pl_threshold", 0.0, "Pseudo-Label confidence threshold (0: all examples).")
 # Alg. 1.
 flags.DEFINE_integer("inner_steps", 10, "θ steps between Λ steps [N].")
 flags.DEFINE_float("weight_lr", 0.01, "M-Adam step size of Λ [η] (paper: 0.01).")
 flags.DEFINE_float("weight_init", 1.0, "Initial λ_u, and the fixed λ of pseudo_label (paper: 1).")
-flags.DEFINE_integer("weight_warmup", 300, "θ steps before the first Λ step.")
+flags.DEFINE_integer("weight_warmup", 200, "θ steps before the first Λ step.")
 flags.DEFINE_enum("weight_optimizer", "madam", ["madam", "adam", "sgd"], "Optimizer of Λ.")
 flags.DEFINE_enum("influence", "exact", ["exact", "identity", "neumann", "cg"], "Inverse-Hessian method.")
 flags.DEFINE_float("influence_damping", DEFAULT_DAMPING, "Damping of the last-layer Hessian, relative to mean(diag H).")
@@ -84,8 +84,8 @@ def train(data, config, callbacks=()):
 
 
 def validation_loss(trainer, data):
-    probs = np.asarray(trainer._predict(data.val_x)).astype(np.float64)
-    probs = np.exp(probs - probs.max(1, keepdims=True))
+    logits = trainer.logits(data.val_x).astype(np.float64)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     return float(-np.mean(np.log(probs[np.arange(len(data.val_y)), data.val_y] + 1e-12)))
 
@@ -101,7 +101,7 @@ class Snapshots:
             self.frames[k] = self.capture(trainer)
 
     def capture(self, trainer):
-        logits = np.asarray(trainer._predict(self.grid))
+        logits = trainer.logits(self.grid)
         return {"lambda": trainer.weights.to_numpy().copy(),
                 "grid_prob": 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1])),
                 "unlabeled_pred": trainer.predict(trainer.source.data.unlabeled_x)}
@@ -112,13 +112,16 @@ def run_seed(data, seed, snapshots=None):
     accuracy, extras = {}, {}
     _, r = train(data, base_config(seed, weight_init=0.0))
     accuracy["supervised"] = r["test_accuracy"]
-    _, r = train(data, base_config(seed))
-    accuracy["pseudo_label"] = r["test_accuracy"]
+    pseudo_label = train(data, base_config(seed))
+    accuracy["pseudo_label"] = pseudo_label[1]["test_accuracy"]
 
     # Fixed λ tuned on the validation set (accuracy, then loss): a baseline as informed as ours.
     best = None
     for value in sorted(float(v) for v in FLAGS.tuned_grid):
-        trainer, r = train(data, base_config(seed, weight_init=value))
+        if value == FLAGS.weight_init:
+            trainer, r = pseudo_label  # the same run: same seed, config and data order
+        else:
+            trainer, r = train(data, base_config(seed, weight_init=value))
         key = (r["validation_accuracy"], -validation_loss(trainer, data))
         if best is None or key > best[0]:
             best = (key, value, r["test_accuracy"])
@@ -130,7 +133,7 @@ def run_seed(data, seed, snapshots=None):
     accuracy["ours"] = r["test_accuracy"]
     extras["lambda"] = trainer.weights.to_numpy()
     extras["final_pred"] = trainer.predict(data.unlabeled_x)
-    extras["logits"] = np.asarray(trainer._predict(data.unlabeled_x))
+    extras["logits"] = trainer.logits(data.unlabeled_x)
     if snapshots:
         snapshots.frames["final"] = snapshots.capture(trainer)
     _, r = train(data, base_config(seed, weighting="per_example", reverse_hypergradient=True))
@@ -138,8 +141,19 @@ def run_seed(data, seed, snapshots=None):
     return accuracy, extras
 
 
+def check_flags():
+    """Refuse flag values that cannot run, before any data or model is built."""
+    for name in ["seeds", "num_labeled", "num_validation", "num_unlabeled", "num_test"]:
+        if FLAGS[name].value < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {FLAGS[name].value}.")
+    if FLAGS.num_labeled < 2:
+        raise ConfigError("--num_labeled must be >= 2 (one example of each class).")
+    base_config(FLAGS.first_seed).validate(FLAGS.num_labeled, FLAGS.num_unlabeled, FLAGS.num_validation)
+
+
 def main(argv):
     del argv
+    check_flags()
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
     json_out = FLAGS.json_out.format(dataset=FLAGS.dataset)
     per_method = {m: [] for m in METHODS}

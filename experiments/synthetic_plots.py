@@ -40,7 +40,7 @@ def ground_truth_prob(data, grid):
     return knn.predict_proba(grid)[:, 1]
 
 
-def draw_frame(ax, data, grid, frame, truth, title, vmax):
+def draw_frame(ax, data, grid, frame, truth, title):
     shape = (GRID_SIZE, GRID_SIZE)
     gx, gy = grid[:, 0].reshape(shape), grid[:, 1].reshape(shape)
     ax.contourf(gx, gy, frame["grid_prob"].reshape(shape), levels=[0, 0.5, 1], colors=["#dbe9f6", "#fde8d4"],
@@ -48,16 +48,19 @@ def draw_frame(ax, data, grid, frame, truth, title, vmax):
     ax.contour(gx, gy, frame["grid_prob"].reshape(shape), levels=[0.5], colors="#1f5fbf", linewidths=2)
     ax.contour(gx, gy, truth.reshape(shape), levels=[0.5], colors="green", linewidths=1.5, linestyles="--")
     lam = frame["lambda"]
-    order = np.argsort(-lam)  # draw low weights last, on top
-    ax.scatter(data.unlabeled_x[order, 0], data.unlabeled_x[order, 1], c=lam[order], cmap=WEIGHT_CMAP,
-               vmin=0, vmax=vmax, s=9, linewidths=0)
+    # Shading is relative to this panel's range of λ (printed in the title), as in the paper.
+    # Right pseudo-labels are dots, wrong ones crosses; low weights are drawn last, on top.
+    shade = {"cmap": WEIGHT_CMAP, "vmin": lam.min(), "vmax": max(lam.max(), lam.min() + 1e-6)}
     wrong = frame["unlabeled_pred"] != data.unlabeled_true_y
-    ax.scatter(data.unlabeled_x[wrong, 0], data.unlabeled_x[wrong, 1], facecolors="none", edgecolors="red",
-               s=30, linewidths=0.6)
+    for subset, marker, size in [(~wrong, "o", 9), (wrong, "x", 16)]:
+        idx = np.flatnonzero(subset)
+        idx = idx[np.argsort(-lam[idx])]
+        ax.scatter(data.unlabeled_x[idx, 0], data.unlabeled_x[idx, 1], c=lam[idx], marker=marker, s=size,
+                   linewidths=0.9 if marker == "x" else 0, **shade)
     for label, marker in [(0, "o"), (1, "s")]:
         pts = data.labeled_x[data.labeled_y == label]
         ax.scatter(pts[:, 0], pts[:, 1], c="orange", marker=marker, s=90, edgecolors="k", linewidths=1)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(f"{title}\nλ in [{lam.min():.2f}, {lam.max():.2f}]", fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -67,16 +70,15 @@ def draw_iterations(data, snapshots, path):
     keys = sorted(k for k in snapshots.frames if k != "final") + ["final"]
     keys = [k for k in keys if k in snapshots.frames]
     truth = ground_truth_prob(data, snapshots.grid)
-    vmax = max(float(np.max(snapshots.frames[k]["lambda"])) for k in keys)
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 4.3))
     axes = np.atleast_1d(axes)
     for ax, key in zip(axes, keys):
         title = "final" if key == "final" else f"Λ iteration {key}"
-        draw_frame(ax, data, snapshots.grid, snapshots.frames[key], truth, title, vmax)
-    mappable = plt.cm.ScalarMappable(cmap=WEIGHT_CMAP, norm=plt.Normalize(0, vmax))
-    fig.colorbar(mappable, ax=axes.tolist(), shrink=0.8, label="λ_u")
-    fig.suptitle(f"{data.name}: learned boundary (blue), ground truth (green, dashed), labeled (orange), "
-                 "unlabeled shaded by λ, wrong pseudo-label (red ring)", fontsize=10)
+        draw_frame(ax, data, snapshots.grid, snapshots.frames[key], truth, title)
+    mappable = plt.cm.ScalarMappable(cmap=WEIGHT_CMAP, norm=plt.Normalize(0, 1))
+    fig.colorbar(mappable, ax=axes.tolist(), shrink=0.8, label="λ_u, from the panel's lowest (0) to highest (1)")
+    fig.suptitle(f"{data.name} (first seed): learned boundary (blue), ground truth (green, dashed), labeled "
+                 "(orange), unlabeled shaded by λ (pink = lowest); × = wrong pseudo-label", fontsize=10, y=1.04)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

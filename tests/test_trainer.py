@@ -120,7 +120,13 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(whole.weights.to_numpy(), resumed.weights.to_numpy())
     assert not np.all(whole.weights.to_numpy() == 1.0)  # Λ did move
     with open(tmp_path / "resumed" / "results.json") as f:
-        assert json.load(f)["step"] == 120
+        resumed_results = json.load(f)
+    with open(tmp_path / "whole" / "results.json") as f:
+        whole_results = json.load(f)
+    assert resumed_results["step"] == 120
+    # The evaluation history (for the median of the last 20) survives the resume too.
+    assert [h["step"] for h in resumed_results["history"]] == [40, 80, 120]
+    assert resumed_results["history"] == whole_results["history"]
 
 
 def test_checkpoint_of_another_configuration_is_refused(tmp_path):

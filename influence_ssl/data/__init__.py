@@ -4,3 +4,33 @@ from influence_ssl.data.ssl_data import SSLData, class_balanced_split
 from influence_ssl.data.synthetic import SYNTHETIC_DATASETS, make_synthetic
 
 __all__ = ["SSLData", "class_balanced_split", "batch_indices", "SYNTHETIC_DATASETS", "make_synthetic"]
+from influence_ssl.data.images import (
+    IMAGE_DATASETS,
+    NORMALIZATIONS,
+    UDA_MEAN_STD,
+    DatasetNotFoundError,
+    ImageDataset,
+    image_ssl_data,
+    load_image_dataset,
+    prepared_tfds_builder,
+    scale_images,
+    svhn_labels_as,
+)
+from influence_ssl.data.splits import ImageSplit, load_split, make_image_ssl_split, save_split
+
+__all__ += [
+    "IMAGE_DATASETS",
+    "NORMALIZATIONS",
+    "UDA_MEAN_STD",
+    "DatasetNotFoundError",
+    "ImageDataset",
+    "image_ssl_data",
+    "load_image_dataset",
+    "prepared_tfds_builder",
+    "scale_images",
+    "svhn_labels_as",
+    "ImageSplit",
+    "load_split",
+    "make_image_ssl_split",
+    "save_split",
+]

@@ -36,6 +36,15 @@ class SSLLosses:
     metrics: Dict[str, tf.Tensor] = dataclasses.field(default_factory=dict)
 
 
+def forward_concat(model, views, training):
+    """One forward over the concatenated views, so batch norm sees them together (as FixMatch and
+    UDA do). views: list of [B_i, ...]. Returns [(features [B_i, D], logits [B_i, K])] per view."""
+    sizes = [tf.shape(v)[0] for v in views]
+    features = model.features(tf.concat(views, axis=0), training=training)
+    logits = model.head(features)
+    return list(zip(tf.split(features, sizes), tf.split(logits, sizes)))
+
+
 class SSLAlgorithm:
     """Base class. Subclasses implement `losses`.
 

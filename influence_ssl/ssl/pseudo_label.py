@@ -6,7 +6,7 @@ pseudo_label.py uses 0.95 (mask_u = [max p >= threshold]).
 """
 import tensorflow as tf
 
-from influence_ssl.ssl.base import SSLAlgorithm, SSLLosses
+from influence_ssl.ssl.base import SSLAlgorithm, SSLLosses, forward_concat
 from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
 
 
@@ -21,24 +21,19 @@ class PseudoLabel(SSLAlgorithm):
         self.threshold = threshold
 
     def losses(self, model, batch, *, training, step):
-        num_labeled = tf.shape(batch["labeled_x"])[0]
-        # One forward over the concatenation, as FixMatch and UDA do (shared BN statistics).
-        x = tf.concat([batch["labeled_x"], batch["unlabeled_x"]], axis=0)
-        features = model.features(x, training=training)
-        logits = model.head(features)
-        labeled_features, unlabeled_features = features[:num_labeled], features[num_labeled:]
-        labeled_logits, unlabeled_logits = logits[:num_labeled], logits[num_labeled:]
+        (labeled_features, labeled_logits), (unlabeled_features, unlabeled_logits) = forward_concat(
+            model, [batch["labeled_x"], batch["unlabeled_x"]], training)
 
         probs = tf.stop_gradient(tf.nn.softmax(unlabeled_logits))
-        num_classes = tf.shape(logits)[-1]
-        mask = tf.cast(tf.reduce_max(probs, axis=-1) >= self.threshold, logits.dtype)
-        targets = tf.one_hot(tf.argmax(probs, axis=-1), num_classes, dtype=logits.dtype)
+        num_classes = tf.shape(labeled_logits)[-1]
+        mask = tf.cast(tf.reduce_max(probs, axis=-1) >= self.threshold, probs.dtype)
+        targets = tf.one_hot(tf.argmax(probs, axis=-1), num_classes, dtype=probs.dtype)
         targets *= mask[:, None]
         return SSLLosses(
             labeled=sparse_cross_entropy(batch["labeled_y"], labeled_logits),
             unlabeled=soft_cross_entropy(targets, unlabeled_logits),
             labeled_features=labeled_features,
-            labeled_targets=tf.one_hot(batch["labeled_y"], num_classes, dtype=logits.dtype),
+            labeled_targets=tf.one_hot(batch["labeled_y"], num_classes, dtype=probs.dtype),
             unlabeled_features=unlabeled_features,
             unlabeled_targets=targets,
             metrics={"mask_rate": tf.reduce_mean(mask)},

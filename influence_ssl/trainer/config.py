@@ -8,6 +8,9 @@ WEIGHTING_MODES = ("per_example", "single", "none")
 WEIGHT_OPTIMIZERS = ("madam", "adam", "sgd")
 INFLUENCE_METHODS = ("exact", "identity", "neumann", "cg")
 THETA_OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov")
+LR_SCHEDULES = ("constant", "fixmatch_cosine", "uda_cosine", "uda_current")
+WEIGHT_DECAY_SCOPES = ("kernels", "all")
+EMA_SCOPES = ("trainable", "all")
 
 
 class ConfigError(ValueError):
@@ -29,6 +32,11 @@ class TrainConfig:
     influence_damping: damping of the last-layer Hessian (see influence_ssl.influence).
     reverse_hypergradient: flip the hypergradient's sign (a control, not the method).
     unlabeled_rampup: θ steps over which the unsupervised term ramps linearly to full weight.
+    optimizer, lr, lr_schedule, lr_warmup, min_lr_ratio: θ's optimizer and schedule (schedules.py).
+    weight_decay, weight_decay_on: L2 term wd·Σ½||w||² on kernels (FixMatch) or all trainable
+      variables (UDA); the influence's l2 follows it.
+    ema_decay, ema_scope: EMA of the weights used for evaluation (0: off); "trainable" (FixMatch)
+      or "all" (UDA HEAD: batch-norm statistics too).
     """
 
     steps: int = 1000
@@ -47,7 +55,13 @@ class TrainConfig:
     unlabeled_rampup: int = 0
     optimizer: str = "adam"
     lr: float = 1e-3
+    lr_schedule: str = "constant"
+    lr_warmup: int = 0
+    min_lr_ratio: float = 0.0
     weight_decay: float = 0.0
+    weight_decay_on: str = "kernels"
+    ema_decay: float = 0.0
+    ema_scope: str = "trainable"
     seed: int = 0
     log_every: int = 100
     eval_every: int = 500
@@ -59,7 +73,9 @@ class TrainConfig:
     def validate(self, num_labeled, num_unlabeled, num_validation):
         """Raise ConfigError for a value that cannot run on data of these sizes."""
         choices = [("weighting", WEIGHTING_MODES), ("weight_optimizer", WEIGHT_OPTIMIZERS),
-                   ("influence", INFLUENCE_METHODS), ("optimizer", THETA_OPTIMIZERS)]
+                   ("influence", INFLUENCE_METHODS), ("optimizer", THETA_OPTIMIZERS),
+                   ("lr_schedule", LR_SCHEDULES), ("weight_decay_on", WEIGHT_DECAY_SCOPES),
+                   ("ema_scope", EMA_SCOPES)]
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
@@ -68,10 +84,12 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ["weight_lr", "weight_init", "weight_warmup", "unlabeled_rampup", "lr",
-                     "weight_decay", "influence_damping"]:
+        for name in ["weight_lr", "weight_init", "weight_warmup", "unlabeled_rampup", "lr", "lr_warmup",
+                     "min_lr_ratio", "weight_decay", "influence_damping", "ema_decay"]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}.")
+        if self.ema_decay >= 1:
+            raise ConfigError(f"--ema_decay must be < 1, got {self.ema_decay}.")
         for name, size, what in [("labeled_batch", num_labeled, "labeled"),
                                  ("unlabeled_batch", num_unlabeled, "unlabeled"),
                                  ("validation_batch", num_validation, "validation")]:

@@ -32,6 +32,11 @@ class InMemorySource:
     def num_unlabeled_ids(self):
         return int(np.max(self.data.unlabeled_ids)) + 1
 
+    def split_sizes(self):
+        """(labeled, unlabeled, validation) sizes, for TrainConfig.validate."""
+        d = self.data
+        return len(d.labeled_y), len(d.unlabeled_ids), len(d.val_y)
+
     def check_disjoint(self):
         """Raise ValueError if a validation example is also a labeled example."""
         labeled = {row.tobytes() for row in np.asarray(self.data.labeled_x)}

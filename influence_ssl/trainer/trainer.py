@@ -22,7 +22,9 @@ import tf_keras as keras
 from influence_ssl.influence import last_layer_weight_gradients
 from influence_ssl.optimizers import MaskedAdam
 from influence_ssl.trainer.config import ConfigError
+from influence_ssl.trainer.ema import WeightEMA
 from influence_ssl.trainer.progress import ProgressLog
+from influence_ssl.trainer.schedules import ThetaSchedule
 from influence_ssl.weights import ExampleWeights
 
 
@@ -35,11 +37,12 @@ class CheckpointError(RuntimeError):
 
 
 def make_theta_optimizer(config):
-    """The optimizer of the network weights θ."""
+    """The optimizer of the network weights θ, with its learning-rate schedule."""
+    lr = ThetaSchedule(config.lr_schedule, config.lr, config.steps, config.lr_warmup, config.min_lr_ratio)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(config.lr)
+        return keras.optimizers.Adam(lr)
     momentum = {"sgd": 0.0, "momentum": 0.9, "nesterov": 0.9}[config.optimizer]
-    return keras.optimizers.SGD(config.lr, momentum=momentum, nesterov=config.optimizer == "nesterov")
+    return keras.optimizers.SGD(lr, momentum=momentum, nesterov=config.optimizer == "nesterov")
 
 
 def make_weight_optimizer(config):
@@ -51,10 +54,16 @@ def make_weight_optimizer(config):
     return keras.optimizers.SGD(config.weight_lr)
 
 
-def kernel_l2(model):
-    """Σ ½||W||² over the model's kernels (FixMatch's weight decay: kernels only)."""
-    kernels = [v for v in model.trainable_variables if "kernel" in v.name]
-    return tf.add_n([0.5 * tf.reduce_sum(tf.square(k)) for k in kernels])
+def decayed_variables(model, scope):
+    """The variables of the L2 term: kernels only (FixMatch) or every trainable variable (UDA)."""
+    if scope == "all":
+        return model.trainable_variables
+    return [v for v in model.trainable_variables if "kernel" in v.name]
+
+
+def l2_term(variables):
+    """Σ ½||w||²."""
+    return tf.add_n([0.5 * tf.reduce_sum(tf.square(v)) for v in variables])
 
 
 class Trainer:
@@ -63,8 +72,8 @@ class Trainer:
     Args:
       model: an influence_ssl.models.Classifier (built).
       algorithm: an influence_ssl.ssl.SSLAlgorithm.
-      source: serves `train_batch(step)`, `outer_batch(k)`, `eval_sets()` and
-        `num_unlabeled_ids` (see InMemorySource).
+      source: serves `train_batch(step)`, `outer_batch(k)`, `eval_sets()`,
+        `num_unlabeled_ids`, `split_sizes()` and `check_disjoint()` (see InMemorySource).
       config: a TrainConfig.
       train_dir: where checkpoints, TensorBoard events and results.json go (None: nowhere).
       callbacks: callables `cb(trainer, k)` run after the k-th Λ step (k = 1, 2, ...).
@@ -74,22 +83,34 @@ class Trainer:
     def __init__(self, model, algorithm, source, config, train_dir=None, callbacks=(), verbose=True):
         self.model, self.algorithm, self.source, self.config = model, algorithm, source, config
         self.train_dir, self.callbacks, self.verbose = train_dir, list(callbacks), verbose
+        config.validate(*source.split_sizes())
+        source.check_disjoint()
         self.theta_optimizer = make_theta_optimizer(config)
         self.theta_optimizer.build(model.trainable_variables)  # so a restore finds the slots
         num_weights = source.num_unlabeled_ids if config.weighting == "per_example" else 1
         self.weights = ExampleWeights(num_weights, config.weight_init, make_weight_optimizer(config))
+        self._decayed = decayed_variables(model, config.weight_decay_on)
+        self.ema = None
+        if config.ema_decay > 0:
+            ema_vars = model.trainable_variables if config.ema_scope == "trainable" else model.variables
+            self.ema = WeightEMA(ema_vars, config.ema_decay)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         # First θ step or Λ step whose loss / hypergradient was not finite (-1: none).
         self.bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_step")
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.theta_optimizer,
-                                              weights=self.weights, step=self.step)
+        state = {"model": model, "optimizer": self.theta_optimizer, "weights": self.weights, "step": self.step}
+        if self.ema is not None:
+            state["ema"] = self.ema
+        if getattr(source, "state", None) is not None:
+            state["data_state"] = source.state
+        self.checkpoint = tf.train.Checkpoint(**state)
         # A source whose batches are pure functions of the step number is sampled in-graph.
         self._in_graph_batches = bool(getattr(source, "stateless", False))
         self._train_step = tf.function(self._train_step_fn)
         self._outer_step = tf.function(self._outer_step_fn)
-        self._predict = tf.function(lambda x: model(x, training=False))
+        self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         self._manager = None
         self._writer = None
+        self.history = []  # evaluations: {"step", "<set>": accuracy, ...}, kept across resumes
 
     # ----- the two steps of Alg. 1 -----------------------------------------------------
 
@@ -104,6 +125,18 @@ class Trainer:
     def _flag_if_not_finite(self, finite):
         self.bad_step.assign(tf.where((self.bad_step < 0) & ~finite, self.step, self.bad_step))
 
+    def training_loss(self, out, lam):
+        """The θ objective of Alg. 1 for one batch: (loss, supervised, unsupervised).
+
+        mean_{D'} ℓ_S + (1/|U'|) Σ_u r(t) λ_u ℓ_U(u) + wd · Σ ½||w||². out: SSLLosses; lam: [U].
+        """
+        supervised = tf.reduce_mean(out.labeled)
+        unsupervised = tf.reduce_mean(self._rampup(self.step) * lam * out.unlabeled)
+        loss = supervised + unsupervised
+        if self.config.weight_decay > 0:
+            loss += self.config.weight_decay * l2_term(self._decayed)
+        return loss, supervised, unsupervised
+
     def _train_step_fn(self, batch):
         if self._in_graph_batches:
             batch = self.source.train_batch(batch)
@@ -111,21 +144,24 @@ class Trainer:
         lam = self.weights.gather(self._weight_ids(batch["unlabeled_ids"]))
         with tf.GradientTape() as tape:
             out = self.algorithm.losses(self.model, batch, training=True, step=self.step)
-            supervised = tf.reduce_mean(out.labeled)
-            unsupervised = tf.reduce_mean(self._rampup(self.step) * lam * out.unlabeled)
-            loss = supervised + unsupervised
-            if self.config.weight_decay > 0:
-                loss += self.config.weight_decay * kernel_l2(self.model)
+            loss, supervised, unsupervised = self.training_loss(out, lam)
         grads = tape.gradient(loss, variables)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]) & tf.math.is_finite(loss)
         # A non-finite step is not applied: the model stays at its last good value.
-        tf.cond(finite, lambda: self.theta_optimizer.apply_gradients(zip(grads, variables)),
-                lambda: self.theta_optimizer.iterations)
+        tf.cond(finite, lambda: self._apply_theta_step(grads, variables), lambda: tf.no_op())
         self._flag_if_not_finite(finite)
+        if hasattr(self.source, "observe"):  # e.g. CTAugment's rates from the probes of this batch
+            self.source.observe(self.model, batch)
         self.step.assign_add(1)
         metrics = {"loss": loss, "supervised": supervised, "unsupervised": unsupervised}
         metrics.update(out.metrics)
         return metrics
+
+    def _apply_theta_step(self, grads, variables):
+        self.theta_optimizer.apply_gradients(zip(grads, variables))
+        if self.ema is not None:
+            self.ema.update()
+        return tf.no_op()
 
     def _outer_step_fn(self, batch):
         """One Λ step (Alg. 1 lines 7-12) at the current θ."""
@@ -164,8 +200,9 @@ class Trainer:
     def _influence_options(self):
         if self.config.influence == "identity":
             return {}
-        # The weight decay of the loss is on kernels only (kernel_l2): none on the bias.
-        options = {"damping": self.config.influence_damping, "bias_l2": 0.0}
+        # The head's bias is decayed only when the loss decays every variable (UDA).
+        bias_l2 = self.config.weight_decay if self.config.weight_decay_on == "all" else 0.0
+        options = {"damping": self.config.influence_damping, "bias_l2": bias_l2}
         if self.config.influence == "exact":
             # A failed factorization gives NaNs, which the finite check turns into TrainingDiverged.
             options["check_factorization"] = False
@@ -204,7 +241,9 @@ class Trainer:
                 scalars = {k: float(v) for k, v in metrics.items()}
                 scalars.update(self.weight_stats())
                 if step % c.eval_every == 0 or step == c.steps:
-                    scalars.update({f"{k}_error": 1.0 - v for k, v in self.evaluate().items()})
+                    accuracy = self.evaluate()
+                    self._record_evaluation({"step": step, **accuracy})
+                    scalars.update({f"{k}_error": 1.0 - v for k, v in accuracy.items()})
                 progress.log(step, scalars)
                 self._summarize(step, scalars)
             if self.train_dir and (step % c.checkpoint_every == 0 or step == c.steps):
@@ -218,14 +257,24 @@ class Trainer:
         return tf.constant(index, tf.int64) if self._in_graph_batches else sample(index)
 
     def evaluate(self):
-        """{set name: accuracy} of the current model on the source's evaluation sets."""
-        return {name: float(np.mean(self.predict(x) == y)) for name, (x, y) in self.source.eval_sets().items()}
+        """{set name: accuracy} on the source's evaluation sets: of the EMA weights when the run keeps
+        an EMA (as FixMatch and UDA report), plus "raw_<set>" of the raw weights."""
+        raw = {name: float(np.mean(self.predict(x) == y)) for name, (x, y) in self.source.eval_sets().items()}
+        if self.ema is None:
+            return raw
+        with self.ema.swapped():
+            ema = {name: float(np.mean(self.predict(x) == y)) for name, (x, y) in self.source.eval_sets().items()}
+        ema.update({f"raw_{name}": acc for name, acc in raw.items()})
+        return ema
+
+    def logits(self, x, batch_size=1024):
+        """Logits [N, K] of every row of x (numpy), in inference mode."""
+        return np.concatenate([self._predict(tf.constant(x[i:i + batch_size])).numpy()
+                               for i in range(0, len(x), batch_size)])
 
     def predict(self, x, batch_size=1024):
-        """Arg-max class of every row of x (numpy), in inference mode."""
-        preds = [np.argmax(self._predict(tf.constant(x[i:i + batch_size])).numpy(), axis=-1)
-                 for i in range(0, len(x), batch_size)]
-        return np.concatenate(preds)
+        """Arg-max class [N] of every row of x (numpy), in inference mode."""
+        return np.argmax(self.logits(x, batch_size), axis=-1)
 
     def weight_stats(self):
         lam = self.weights.to_numpy()
@@ -257,9 +306,30 @@ class Trainer:
             if self.verbose:
                 print(f"Resumed from {self._manager.latest_checkpoint} at step {int(self.step.numpy())}.",
                       flush=True)
+        self._load_history(int(self.step.numpy()))
         with open(config_path, "w") as f:
             f.write(self.config.dumps())
         self._writer = tf.summary.create_file_writer(os.path.join(self.train_dir, "tb"))
+
+    def _history_path(self):
+        return os.path.join(self.train_dir, "eval_history.jsonl") if self.train_dir else None
+
+    def _record_evaluation(self, entry):
+        self.history.append(entry)
+        if self.train_dir:
+            with open(self._history_path(), "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def _load_history(self, restored_step):
+        """Evaluations up to the restored step (later ones belong to steps that will be redone)."""
+        path = self._history_path()
+        entries = []
+        if os.path.exists(path):
+            with open(path) as f:
+                entries = [e for e in map(json.loads, f) if e["step"] <= restored_step]
+        with open(path, "w") as f:
+            f.writelines(json.dumps(e) + "\n" for e in entries)
+        self.history = entries
 
     def _check_finite(self):
         bad = int(self.bad_step.numpy())
@@ -282,9 +352,16 @@ class Trainer:
         self._writer.flush()
 
     def _finish(self):
-        accuracy = self.evaluate()
-        results = {f"{name}_accuracy": acc for name, acc in accuracy.items()}
-        results.update({"step": int(self.step.numpy()), "lambda": self.weight_stats(),
+        step = int(self.step.numpy())
+        final = self.history[-1] if self.history and self.history[-1]["step"] == step \
+            else {"step": step, **self.evaluate()}
+        results = {f"{name}_accuracy": acc for name, acc in final.items() if name != "step"}
+        tests = [h["test"] for h in self.history if "test" in h]
+        if tests:
+            # FixMatch's protocol: the median of the last 20 evaluations.
+            results["median_last20_test_accuracy"] = float(np.median(tests[-20:]))
+            results["best_test_accuracy"] = float(np.max(tests))
+        results.update({"step": final["step"], "lambda": self.weight_stats(), "history": self.history,
                         "config": self.config.to_dict()})
         if self.train_dir:
             with open(os.path.join(self.train_dir, "results.json"), "w") as f:

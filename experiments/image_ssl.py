@@ -1,0 +1,181 @@
+"""Flags and wiring shared by experiments.train and experiments.compare (image SSL, Sec. 4.2).
+
+Flag names follow FixMatch's (--batch, --uratio, --lr, --wd, --ema, --confidence) and UDA's
+(--uda_softmax_temp, --uda_confidence_thresh, --tsa) where they exist. A flag left unset takes the
+value of the algorithm's preset below; the presets hold the original codebases' values and the
+per-cell flag files in experiments/configs/table1/ hold the paper's.
+"""
+import dataclasses
+import functools
+
+import tensorflow as tf
+from absl import flags
+
+from influence_ssl import data as data_lib
+from influence_ssl import models
+from influence_ssl.ssl import UDA, FixMatch, PseudoLabel
+from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
+from influence_ssl.trainer.image_source import AugmentedImageSource
+from third_party import augment
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("algorithm", "fixmatch", ["fixmatch", "uda", "pseudo_label"], "SSL algorithm.")
+flags.DEFINE_enum("dataset", "digits", ["digits", "cifar10", "svhn"], "Dataset (digits: sklearn, offline).")
+flags.DEFINE_string("data_dir", None, "TFDS data directory holding prepared cifar10 / svhn_cropped.")
+flags.DEFINE_bool("with_extra", False, "SVHN: add the 531,131 'extra' images to the unlabeled set.")
+flags.DEFINE_integer("num_labeled", None, "Labeled examples (class-balanced, seeded).")
+flags.DEFINE_integer("num_validation", None, "Validation examples, disjoint from the labeled set (paper: 1024).")
+flags.DEFINE_enum("arch", None, ["wrn28_2", "small_cnn"], "Network (default: wrn28_2, small_cnn for digits).")
+flags.DEFINE_enum("uda_preset", "paper", ["paper", "current"],
+                  "UDA setup: 'paper' = the 2019 GPU setup Ren et al. used, 'current' = UDA HEAD.")
+flags.DEFINE_enum("augment", "ra", ["ra", "cta"], "FixMatch strong augmentation: RandAugment or CTAugment.")
+flags.DEFINE_integer("steps", None, "θ training steps (FixMatch: 2^20 = 1024 epochs of 1024 steps).")
+flags.DEFINE_integer("batch", None, "Labeled batch B.")
+flags.DEFINE_integer("uratio", None, "Unlabeled ratio μ: unlabeled batch = μ·B.")
+flags.DEFINE_float("lr", None, "θ learning rate (SGD, Nesterov momentum 0.9).")
+flags.DEFINE_float("wd", None, "L2 coefficient (FixMatch: kernels only; UDA: every variable).")
+flags.DEFINE_float("ema", None, "EMA decay of the evaluated weights (0: none).")
+flags.DEFINE_float("confidence", None, "FixMatch confidence threshold τ (>=).")
+flags.DEFINE_float("uda_softmax_temp", None, "UDA target temperature T.")
+flags.DEFINE_float("uda_confidence_thresh", None, "UDA confidence mask β (>, 0 = no mask).")
+flags.DEFINE_enum("tsa", None, ["none", "linear", "log", "exp"], "UDA training signal annealing.")
+flags.DEFINE_enum("weighting", "per_example", ["per_example", "single", "none"],
+                  "per_example (ours), single (one learned λ), none (the base algorithm).")
+flags.DEFINE_integer("inner_steps", None, "θ steps per Λ step [N] (paper: 100 UDA, 512 FixMatch).")
+flags.DEFINE_float("weight_lr", 0.01, "M-Adam step size of Λ [η] (paper: 0.01).")
+flags.DEFINE_float("weight_init", None, "Initial λ (paper: 5 for UDA, CIFAR-10, 250 labels; else 1).")
+flags.DEFINE_integer("weight_warmup", None, "θ steps before the first Λ step (paper: 20k).")
+flags.DEFINE_enum("weight_optimizer", "madam", ["madam", "adam", "sgd"], "Optimizer of Λ (Fig. 4 centre).")
+flags.DEFINE_enum("influence", "exact", ["exact", "identity", "neumann", "cg"], "Inverse Hessian (Sec. 4.3).")
+flags.DEFINE_integer("validation_batch", None, "Validation batch V' of a Λ step (paper: 320).")
+flags.DEFINE_integer("eval_every", None, "Evaluate every this many steps (FixMatch: 1024 = 64 kimg).")
+flags.DEFINE_integer("log_every", None, "Progress line every this many steps.")
+flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every this many steps.")
+
+
+@dataclasses.dataclass
+class Preset:
+    steps: int
+    batch: int
+    uratio: int
+    lr: float
+    wd: float
+    ema: float
+    lr_schedule: str
+    lr_warmup: int = 0
+    min_lr_ratio: float = 0.0
+    weight_decay_on: str = "kernels"
+    ema_scope: str = "trainable"
+    confidence: float = 0.95
+    uda_softmax_temp: float = 1.0
+    uda_confidence_thresh: float = 0.0
+    tsa: str = "none"
+    inner_steps: int = 512
+    weight_warmup: int = 20_000
+    num_labeled: int = 4000
+    num_validation: int = 1024
+    validation_batch: int = 320
+    eval_every: int = 1024
+    log_every: int = 1024
+    checkpoint_every: int = 1024 * 16
+
+
+# The original codebases' values (ref: shared/ref/ssl_anchors.md §2, §3).
+PRESETS = {
+    "fixmatch": Preset(steps=2**20, batch=64, uratio=7, lr=0.03, wd=5e-4, ema=0.999,
+                       lr_schedule="fixmatch_cosine", inner_steps=512),
+    "uda_paper": Preset(steps=400_000, batch=64, uratio=5, lr=0.03, wd=5e-4, ema=0.0, lr_schedule="uda_cosine",
+                        lr_warmup=20_000, min_lr_ratio=0.004, weight_decay_on="all", inner_steps=100,
+                        eval_every=10_000, log_every=1000, checkpoint_every=10_000),
+    "uda_current": Preset(steps=500_000, batch=64, uratio=7, lr=0.03, wd=5e-4, ema=0.9999,
+                          lr_schedule="uda_current", weight_decay_on="all", ema_scope="all",
+                          uda_softmax_temp=0.4, uda_confidence_thresh=0.8, inner_steps=100,
+                          eval_every=10_000, log_every=1000, checkpoint_every=10_000),
+}
+# CPU-scale default on sklearn digits (1,297 train / 500 test, 8x8): minutes on 2 cores.
+DIGITS = dict(steps=1500, batch=32, uratio=3, lr=0.03, ema=0.99, num_labeled=50, num_validation=200, validation_batch=200,
+              inner_steps=25, weight_warmup=500, eval_every=250, log_every=250, checkpoint_every=500)
+
+
+def resolved():
+    """The effective settings: explicit flags over the digits defaults over the algorithm's preset."""
+    key = FLAGS.algorithm if FLAGS.algorithm != "uda" else f"uda_{FLAGS.uda_preset}"
+    values = dataclasses.asdict(PRESETS.get(key, PRESETS["fixmatch"]))
+    if FLAGS.dataset == "digits":
+        values.update(DIGITS)
+    for name in values:
+        if name in FLAGS and FLAGS[name].value is not None:
+            values[name] = FLAGS[name].value
+    values["weight_init"] = FLAGS.weight_init if FLAGS.weight_init is not None else (
+        5.0 if (FLAGS.algorithm == "uda" and FLAGS.dataset == "cifar10" and values["num_labeled"] == 250) else 1.0)
+    values["arch"] = FLAGS.arch or ("small_cnn" if FLAGS.dataset == "digits" else "wrn28_2")
+    return values
+
+
+def load_data(settings, seed):
+    """(SSLData, split, metadata) of the seeded split; a missing TFDS dataset raises
+    DatasetNotFoundError before any model exists."""
+    return data_lib.image_ssl_data(FLAGS.dataset, settings["num_labeled"], settings["num_validation"], seed,
+                                   data_dir=FLAGS.data_dir, with_extra=FLAGS.with_extra, return_split=True)
+
+
+def make_algorithm(settings):
+    if FLAGS.algorithm == "fixmatch":
+        return FixMatch(settings["confidence"])
+    if FLAGS.algorithm == "uda":
+        return UDA(settings["uda_softmax_temp"], settings["uda_confidence_thresh"], settings["tsa"],
+                   total_steps=settings["steps"])
+    return PseudoLabel(settings["confidence"])
+
+
+def make_augmentations():
+    """(weak, strong, probe) for the source. SVHN is not flipped (FixMatch, UDA). With CTAugment
+    the strong view is CTA on top of the weak view, and CTA's rates learn from labeled probes."""
+    flip = FLAGS.dataset != "svhn"
+    weak = functools.partial(augment.weak_augment_batch, flip=flip)
+    if FLAGS.algorithm == "uda":
+        return weak, functools.partial(augment.strong_batch_uda, flip=flip), None
+    if FLAGS.augment == "cta":
+        cta = augment.CTAugment()
+
+        def strong(images, seed):
+            weak_seed, cta_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            return cta.augment_batch(weak(images, weak_seed), cta_seed)
+
+        return weak, strong, cta
+    return weak, functools.partial(augment.strong_batch_fixmatch, flip=flip), None
+
+
+def make_model(settings, data, seed):
+    shape = data.labeled_x.shape[1:]
+    if settings["arch"] == "small_cnn":
+        return models.small_cnn(data.num_classes, input_shape=shape, seed=seed)
+    variant = "uda" if FLAGS.algorithm == "uda" else "fixmatch"
+    return models.wide_resnet_28_2(data.num_classes, variant=variant, input_shape=shape, seed=seed)
+
+
+def train_config(settings, seed, weighting, reverse=False):
+    return TrainConfig(
+        steps=settings["steps"], labeled_batch=settings["batch"],
+        unlabeled_batch=settings["batch"] * settings["uratio"], validation_batch=settings["validation_batch"],
+        inner_steps=settings["inner_steps"], weight_lr=FLAGS.weight_lr, weight_init=settings["weight_init"],
+        weight_warmup=settings["weight_warmup"], weighting=weighting, weight_optimizer=FLAGS.weight_optimizer,
+        influence=FLAGS.influence, reverse_hypergradient=reverse, optimizer="nesterov", lr=settings["lr"],
+        lr_schedule=settings["lr_schedule"], lr_warmup=settings["lr_warmup"],
+        min_lr_ratio=settings["min_lr_ratio"], weight_decay=settings["wd"],
+        weight_decay_on=settings["weight_decay_on"], ema_decay=settings["ema"], ema_scope=settings["ema_scope"],
+        seed=seed, log_every=settings["log_every"], eval_every=settings["eval_every"],
+        checkpoint_every=settings["checkpoint_every"])
+
+
+def make_trainer(settings, data, seed, weighting, train_dir=None, reverse=False, verbose=True):
+    """Everything one run needs; the weighting and the sign are the only differences between methods."""
+    config = train_config(settings, seed, weighting, reverse)
+    weak, strong, probe = make_augmentations()
+    source = AugmentedImageSource(data, config.labeled_batch, config.unlabeled_batch, config.validation_batch,
+                                  seed=seed, weak=weak, strong=strong, probe=probe)
+    return Trainer(make_model(settings, data, seed), make_algorithm(settings), source, config,
+                   train_dir=train_dir, verbose=verbose)
+
+
+__all__ = ["ConfigError", "resolved", "load_data", "make_trainer"]

@@ -1,0 +1,160 @@
+"""Image SSL wiring: weighted loss = Σ λ_u ∇ℓ_u / |U'|, weighting=none = the base algorithm,
+WRN-28-2 UDA and FixMatch-CTA steps with weights on mock CIFAR-10, the Table 1 flag files."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import flags
+
+from experiments import image_ssl
+from influence_ssl.data import SSLData
+from influence_ssl.models import small_cnn, two_layer_mlp
+from influence_ssl.pergrad import per_example_gradients
+from influence_ssl.ssl import FixMatch
+from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
+from influence_ssl.trainer import TrainConfig, Trainer
+from influence_ssl.trainer.image_source import AugmentedImageSource
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = flags.FLAGS
+
+
+def random_images(rng, n, size=8, channels=1):
+    return rng.integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)
+
+
+def tiny_image_data(rng, n_unlabeled=12):
+    x = random_images(rng, 10 + 10 + n_unlabeled + 10)
+    y = np.tile(np.arange(10), 5)[: len(x)].astype(np.int64)
+    return SSLData("tiny", 10, x[:10], y[:10], x[20:20 + n_unlabeled], np.arange(n_unlabeled, dtype=np.int64),
+                   y[20:20 + n_unlabeled], x[10:20], y[10:20], x[-10:], y[-10:])
+
+
+def identity_augment(images, seed):
+    return images
+
+
+def fixed_source(data):
+    return AugmentedImageSource(data, 10, 12, 10, seed=0, weak=identity_augment, strong=identity_augment)
+
+
+def test_weighted_unsupervised_gradient_is_mean_of_lambda_times_per_example_gradients():
+    """∇θ (1/|U'|) Σ λ_u ℓ_U(u) equals Σ λ_u ∇ℓ_u / |U'| with per-example gradients from pergrad."""
+    rng = np.random.default_rng(0)
+    data = tiny_image_data(rng)
+    model = two_layer_mlp(num_classes=10, input_dim=64, seed=0)
+    flat = lambda images: tf.reshape(images, [tf.shape(images)[0], -1])
+    source = AugmentedImageSource(data, 10, 12, 10, seed=0, weak=identity_augment, strong=identity_augment,
+                                  scale=lambda x: flat(tf.cast(x, tf.float32) / 255.0))
+    config = TrainConfig(steps=1, labeled_batch=10, unlabeled_batch=12, validation_batch=10, log_every=1,
+                         eval_every=1, checkpoint_every=1)
+    trainer = Trainer(model, FixMatch(threshold=0.0), source, config, verbose=False)
+    batch = source.train_batch(tf.constant(0, tf.int64))
+    lam = tf.constant(rng.uniform(0.0, 3.0, 12), tf.float32)
+    with tf.GradientTape() as tape:
+        out = FixMatch(threshold=0.0).losses(model, batch, training=False, step=0)
+        _, _, unsupervised = trainer.training_loss(out, lam)
+    grads = tape.gradient(unsupervised, model.trainable_variables)
+
+    targets = tf.stop_gradient(out.unlabeled_targets)
+    rows = per_example_gradients(model, lambda logits, t: soft_cross_entropy(t, logits), batch["unlabeled_strong"],
+                                 targets=targets, method="fast")
+    for g, r in zip(grads, rows):
+        expected = tf.tensordot(lam, r, axes=1) / 12.0
+        np.testing.assert_allclose(g.numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_weighting_none_takes_the_base_fixmatch_step():
+    """One θ step of the trainer with --weighting=none equals one SGD step on FixMatch's own loss
+    L_x + mean(mask·CE) + wd Σ_kernels ½||w||², written out independently here."""
+    rng = np.random.default_rng(1)
+    data = tiny_image_data(rng)
+    config = TrainConfig(steps=1, labeled_batch=10, unlabeled_batch=12, validation_batch=10, weighting="none",
+                         optimizer="sgd", lr=0.1, weight_decay=5e-4, log_every=1, eval_every=1,
+                         checkpoint_every=1)
+    model = small_cnn(10, input_shape=(8, 8, 1), width=4, seed=3)
+    reference = small_cnn(10, input_shape=(8, 8, 1), width=4, seed=3)
+    source = fixed_source(data)
+    batch = source.train_batch(tf.constant(0, tf.int64))
+    Trainer(model, FixMatch(0.0), source, config, verbose=False).run()
+
+    with tf.GradientTape() as tape:
+        logits = reference(tf.concat([batch["labeled_x"], batch["unlabeled_weak"], batch["unlabeled_strong"]], 0),
+                           training=True)
+        lx, lw, ls = tf.split(logits, [10, 12, 12])
+        pseudo = tf.argmax(tf.stop_gradient(lw), axis=-1)
+        loss = tf.reduce_mean(sparse_cross_entropy(batch["labeled_y"], lx)) + tf.reduce_mean(
+            sparse_cross_entropy(pseudo, ls))
+        loss += 5e-4 * tf.add_n([0.5 * tf.reduce_sum(v ** 2) for v in reference.trainable_variables
+                                 if "kernel" in v.name])
+    grads = tape.gradient(loss, reference.trainable_variables)
+    for v, g, trained in zip(reference.trainable_variables, grads, model.trainable_variables):
+        np.testing.assert_allclose(trained.numpy(), (v - 0.1 * g).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture()
+def mock_cifar(tmp_path):
+    builder = tfds.builder("cifar10", data_dir=str(tmp_path))
+    os.makedirs(builder.data_dir, exist_ok=True)
+    builder.info.write_to_directory(builder.data_dir)
+    with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path)):
+        yield str(tmp_path)
+
+
+def parse_flags(args):
+    FLAGS.unparse_flags()
+    FLAGS(["test"] + args)
+
+
+@pytest.mark.parametrize("algorithm", ["uda", "fixmatch"])
+def test_wrn_28_2_with_weights_runs_on_mock_cifar10(mock_cifar, tmp_path, algorithm):
+    """The GPU configuration's code path (WRN-28-2, CIFAR-10 from TFDS, augmentations, EMA, Λ steps)."""
+    parse_flags([f"--algorithm={algorithm}", "--dataset=cifar10", f"--data_dir={mock_cifar}", "--augment=cta",
+                 "--num_labeled=10", "--num_validation=10", "--steps=4", "--batch=2", "--uratio=2",
+                 "--inner_steps=2", "--weight_warmup=0", "--validation_batch=4", "--eval_every=4",
+                 "--log_every=4", "--checkpoint_every=4"])
+    settings = image_ssl.resolved()
+    assert settings["arch"] == "wrn28_2"
+    data, _, _ = image_ssl.load_data(settings, seed=1)
+    trainer = image_ssl.make_trainer(settings, data, 1, "per_example", train_dir=str(tmp_path / "run"),
+                                     verbose=False)
+    assert trainer.model.count_params() > 1_400_000
+    results = trainer.run()
+    assert results["step"] == 4 and 0.0 <= results["test_accuracy"] <= 1.0
+    assert trainer.weights.optimizer.iterations.numpy() == 2  # two Λ steps
+    if algorithm == "fixmatch":  # CTAugment learned from its probes, and is checkpointed
+        assert not np.all(trainer.source.probe.rates.numpy() == 1.0)
+        saved = [name for name, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(tmp_path / "run" / "ckpt")))]
+        assert any(name.startswith("data_state/") for name in saved), saved
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "experiments/configs/table1/*.cfg"))),
+                         ids=os.path.basename)
+def test_table1_flag_files_resolve_to_the_paper_values(path):
+    parse_flags([f"--flagfile={path}"])
+    s = image_ssl.resolved()
+    assert s["num_validation"] == 1024 and s["arch"] == "wrn28_2"
+    if FLAGS.weighting == "per_example":
+        assert FLAGS.weight_lr == 0.01 and s["weight_warmup"] == 20_000 and s["validation_batch"] == 320
+    if FLAGS.algorithm == "fixmatch":
+        assert (s["steps"], s["batch"], s["uratio"], s["lr"], s["ema"]) == (2**20, 64, 7, 0.03, 0.999)
+        assert s["inner_steps"] == 512 and FLAGS.augment == "cta"
+    else:
+        assert (s["steps"], s["batch"], s["uratio"], s["lr_warmup"], s["min_lr_ratio"]) == (400_000, 64, 5, 20_000,
+                                                                                            0.004)
+        assert s["inner_steps"] == 100
+        expected_init = 5.0 if (FLAGS.dataset == "cifar10" and s["num_labeled"] == 250
+                                and FLAGS.weighting == "per_example") else 1.0
+        assert s["weight_init"] == expected_init
+
+
+def test_table1_has_every_cell_the_paper_reports():
+    names = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "experiments/configs/table1/*.cfg"))}
+    for ds in ["cifar10", "svhn"]:
+        for n in [250, 500, 1000, 2000, 4000]:
+            assert {f"uda_{ds}_{n}.cfg", f"uda_base_{ds}_{n}.cfg"} <= names
+        for n in [250, 1000, 4000]:
+            assert {f"fixmatch_cta_{ds}_{n}.cfg", f"fixmatch_cta_base_{ds}_{n}.cfg"} <= names
