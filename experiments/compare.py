@@ -30,17 +30,26 @@ flags.DEFINE_string("metric", "test_accuracy",
 METHODS = {"base": ("none", False), "ours": ("per_example", False), "ours_reversed": ("per_example", True)}
 
 
+def confidence_threshold(settings):
+    """The algorithm's mask threshold: below it an example's ℓ_U, hence its hypergradient, is 0."""
+    return settings["uda_confidence_thresh"] if FLAGS.algorithm == "uda" else settings["confidence"]
+
+
 def run_seed(settings, seed):
     data, _, _ = image_ssl.load_data(settings, seed)
-    accuracy, lam, wrong = {}, None, None
+    accuracy, lam, wrong, confident = {}, None, None, None
     for method, (weighting, reverse) in METHODS.items():
         trainer = image_ssl.make_trainer(settings, data, seed, weighting, reverse=reverse, verbose=False)
         results = trainer.run()
         accuracy[method] = results[FLAGS.metric]
         if method == "ours":
             lam = trainer.weights.to_numpy()[data.unlabeled_ids]
-            wrong = trainer.predict(np.asarray(trainer.source.scale(data.unlabeled_x))) != data.unlabeled_true_y
-    return accuracy, lam, wrong
+            logits = trainer.logits(np.asarray(trainer.source.scale(data.unlabeled_x)))
+            probs = np.exp(logits - logits.max(1, keepdims=True))
+            probs /= probs.sum(1, keepdims=True)
+            wrong = probs.argmax(1) != data.unlabeled_true_y
+            confident = probs.max(1) >= confidence_threshold(settings)
+    return accuracy, lam, wrong, confident
 
 
 def main(argv):
@@ -48,20 +57,26 @@ def main(argv):
     settings = image_ssl.resolved()
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
     per_method = {m: [] for m in METHODS}
-    lambdas, wrongs = [], []
+    lambdas, wrongs, confidents = [], [], []
     start = time.time()
     for seed in seeds:
-        accuracy, lam, wrong = run_seed(settings, seed)
+        accuracy, lam, wrong, confident = run_seed(settings, seed)
         for m in METHODS:
             per_method[m].append(accuracy[m])
         lambdas.append(lam)
         wrongs.append(wrong)
+        confidents.append(confident)
         print(f"seed {seed}: " + ", ".join(f"{m} {100 * accuracy[m]:.1f}" for m in METHODS)
               + f" [{time.time() - start:.0f}s]", flush=True)
     methods = {m: method_summary(per_method[m]) for m in METHODS}
+    lam, wrong, confident = map(np.concatenate, (lambdas, wrongs, confidents))
     results = {"dataset": FLAGS.dataset, "algorithm": FLAGS.algorithm, "seeds": seeds, "metric": FLAGS.metric,
                "methods": methods,
-               "weights": weight_diagnostics(np.concatenate(lambdas), np.concatenate(wrongs)),
+               "weights": weight_diagnostics(lam, wrong),
+               # Examples below the confidence mask never get a hypergradient, so their λ keeps its
+               # initial value whatever their pseudo-label: the diagnostics among the others.
+               "weights_confident": {"fraction": float(confident.mean()),
+                                     **weight_diagnostics(lam[confident], wrong[confident])},
                "settings": settings}
     json_out = FLAGS.json_out.format(algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
     os.makedirs(os.path.dirname(os.path.abspath(json_out)), exist_ok=True)
@@ -69,10 +84,12 @@ def main(argv):
         json.dump(results, f, indent=2)
     print(f"\n{FLAGS.algorithm} on {FLAGS.dataset}, {len(seeds)} seeds, {FLAGS.metric}:")
     print(format_table(methods, seeds, "base", ["ours", "ours_reversed"]))
-    w = results["weights"]
-    print(f"\nlearned weights (ours, pooled): wrong pseudo-labels {100 * w['wrong_pseudo_label_rate_all']:.1f}% overall "
-          f"vs {100 * w['wrong_pseudo_label_rate_lowest_5pct']:.1f}% among the lowest 5% of λ; "
-          f"AUROC of -λ {w['auroc_low_weight_vs_wrong']:.3f}")
+    for key, label in [("weights", "all unlabeled"), ("weights_confident", "above the confidence mask")]:
+        w = results[key]
+        print(f"learned weights (ours, pooled, {label}): wrong pseudo-labels "
+              f"{100 * w['wrong_pseudo_label_rate_all']:.1f}% overall vs "
+              f"{100 * w['wrong_pseudo_label_rate_lowest_5pct']:.1f}% among the lowest 5% of λ; "
+              f"AUROC of -λ {w['auroc_low_weight_vs_wrong']:.3f}")
     print(f"results: {json_out}\ntotal time {time.time() - start:.0f}s")
 
 

@@ -32,8 +32,10 @@ def main(argv):
     print(data.summary(), flush=True)
     os.makedirs(FLAGS.train_dir, exist_ok=True)
     save_split(os.path.join(FLAGS.train_dir, "split.json"), split, dataset=FLAGS.dataset)
+    strategy = image_ssl.make_strategy()
+    print(f"{strategy.num_replicas_in_sync} replica(s): {type(strategy).__name__}", flush=True)
     trainer = image_ssl.make_trainer(settings, data, FLAGS.seed, FLAGS.weighting, train_dir=FLAGS.train_dir,
-                                     reverse=FLAGS.reverse_hypergradient)
+                                     reverse=FLAGS.reverse_hypergradient, strategy=strategy)
     results = trainer.run()
     summary = {k: results[k] for k in ("test_accuracy", "median_last20_test_accuracy", "step") if k in results}
     print(json.dumps({**summary, "lambda": results["lambda"]}, indent=2))

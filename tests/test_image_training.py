@@ -138,7 +138,7 @@ def test_table1_flag_files_resolve_to_the_paper_values(path):
     s = image_ssl.resolved()
     assert s["num_validation"] == 1024 and s["arch"] == "wrn28_2"
     if FLAGS.weighting == "per_example":
-        assert FLAGS.weight_lr == 0.01 and s["weight_warmup"] == 20_000 and s["validation_batch"] == 320
+        assert s["weight_lr"] == 0.01 and s["weight_warmup"] == 20_000 and s["validation_batch"] == 320
     if FLAGS.algorithm == "fixmatch":
         assert (s["steps"], s["batch"], s["uratio"], s["lr"], s["ema"]) == (2**20, 64, 7, 0.03, 0.999)
         assert s["inner_steps"] == 512 and FLAGS.augment == "cta"
@@ -158,3 +158,38 @@ def test_table1_has_every_cell_the_paper_reports():
             assert {f"uda_{ds}_{n}.cfg", f"uda_base_{ds}_{n}.cfg"} <= names
         for n in [250, 1000, 4000]:
             assert {f"fixmatch_cta_{ds}_{n}.cfg", f"fixmatch_cta_base_{ds}_{n}.cfg"} <= names
+
+
+def test_image_run_with_ema_and_ctaugment_resumes_exactly(tmp_path):
+    """Kill and resume: model, EMA, optimizer, Λ + M-Adam slots and CTAugment's rates all come back."""
+    parse_flags(["--algorithm=fixmatch", "--dataset=digits", "--augment=cta", "--steps=12", "--batch=10",
+                 "--uratio=2", "--inner_steps=3", "--weight_warmup=0", "--eval_every=4", "--log_every=4",
+                 "--checkpoint_every=4"])
+    settings = image_ssl.resolved()
+    assert settings["ema"] > 0
+    data, _, _ = image_ssl.load_data(settings, seed=0)
+
+    def trainer(name, callbacks=()):
+        t = image_ssl.make_trainer(settings, data, 0, "per_example", train_dir=str(tmp_path / name), verbose=False)
+        t.callbacks = list(callbacks)
+        return t
+
+    whole = trainer("whole")
+    whole.run()
+
+    class Killed(Exception):
+        pass
+
+    def kill(t, k):
+        if int(t.step.numpy()) == 6:
+            raise Killed()
+
+    with pytest.raises(Killed):
+        trainer("resumed", [kill]).run()
+    resumed = trainer("resumed")
+    resumed.run()
+    for a, b in zip(whole.model.weights + whole.ema.shadows, resumed.model.weights + resumed.ema.shadows):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(whole.weights.to_numpy(), resumed.weights.to_numpy())
+    np.testing.assert_array_equal(whole.source.probe.rates.numpy(), resumed.source.probe.rates.numpy())
+    assert not np.all(whole.source.probe.rates.numpy() == 1.0)

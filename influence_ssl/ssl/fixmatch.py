@@ -7,7 +7,7 @@ unlabeled features are the strong view's and the targets the one-hot pseudo-labe
 import tensorflow as tf
 
 from influence_ssl.ssl.base import SSLAlgorithm, SSLLosses, forward_concat
-from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
+from influence_ssl.ssl.losses import hard_pseudo_labels, soft_cross_entropy, sparse_cross_entropy
 
 
 class FixMatch(SSLAlgorithm):
@@ -23,15 +23,12 @@ class FixMatch(SSLAlgorithm):
     def losses(self, model, batch, *, training, step):
         (fx, zx), (_, zw), (fs, zs) = forward_concat(
             model, [batch["labeled_x"], batch["unlabeled_weak"], batch["unlabeled_strong"]], training)
-        num_classes = tf.shape(zx)[-1]
-        probs = tf.nn.softmax(tf.stop_gradient(zw))
-        mask = tf.cast(tf.reduce_max(probs, axis=-1) >= self.threshold, zs.dtype)
-        targets = tf.one_hot(tf.argmax(probs, axis=-1), num_classes, dtype=zs.dtype) * mask[:, None]
+        targets, mask = hard_pseudo_labels(zw, self.threshold)
         return SSLLosses(
             labeled=sparse_cross_entropy(batch["labeled_y"], zx),
             unlabeled=soft_cross_entropy(targets, zs),
             labeled_features=fx,
-            labeled_targets=tf.one_hot(batch["labeled_y"], num_classes, dtype=zx.dtype),
+            labeled_targets=tf.one_hot(batch["labeled_y"], tf.shape(zx)[-1], dtype=zx.dtype),
             unlabeled_features=fs,
             unlabeled_targets=targets,
             metrics={"mask_rate": tf.reduce_mean(mask)},

@@ -7,7 +7,7 @@ pseudo_label.py uses 0.95 (mask_u = [max p >= threshold]).
 import tensorflow as tf
 
 from influence_ssl.ssl.base import SSLAlgorithm, SSLLosses, forward_concat
-from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
+from influence_ssl.ssl.losses import hard_pseudo_labels, soft_cross_entropy, sparse_cross_entropy
 
 
 class PseudoLabel(SSLAlgorithm):
@@ -21,20 +21,14 @@ class PseudoLabel(SSLAlgorithm):
         self.threshold = threshold
 
     def losses(self, model, batch, *, training, step):
-        (labeled_features, labeled_logits), (unlabeled_features, unlabeled_logits) = forward_concat(
-            model, [batch["labeled_x"], batch["unlabeled_x"]], training)
-
-        probs = tf.stop_gradient(tf.nn.softmax(unlabeled_logits))
-        num_classes = tf.shape(labeled_logits)[-1]
-        mask = tf.cast(tf.reduce_max(probs, axis=-1) >= self.threshold, probs.dtype)
-        targets = tf.one_hot(tf.argmax(probs, axis=-1), num_classes, dtype=probs.dtype)
-        targets *= mask[:, None]
+        (fx, zx), (fu, zu) = forward_concat(model, [batch["labeled_x"], batch["unlabeled_x"]], training)
+        targets, mask = hard_pseudo_labels(zu, self.threshold)  # from the same view it trains
         return SSLLosses(
-            labeled=sparse_cross_entropy(batch["labeled_y"], labeled_logits),
-            unlabeled=soft_cross_entropy(targets, unlabeled_logits),
-            labeled_features=labeled_features,
-            labeled_targets=tf.one_hot(batch["labeled_y"], num_classes, dtype=probs.dtype),
-            unlabeled_features=unlabeled_features,
+            labeled=sparse_cross_entropy(batch["labeled_y"], zx),
+            unlabeled=soft_cross_entropy(targets, zu),
+            labeled_features=fx,
+            labeled_targets=tf.one_hot(batch["labeled_y"], tf.shape(zx)[-1], dtype=zx.dtype),
+            unlabeled_features=fu,
             unlabeled_targets=targets,
             metrics={"mask_rate": tf.reduce_mean(mask)},
         )

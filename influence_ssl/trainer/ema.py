@@ -16,7 +16,9 @@ class WeightEMA(tf.Module):
         super().__init__(name=name)
         self.decay = float(decay)
         self._variables = list(variables)
-        self.shadows = [tf.Variable(v, trainable=False, name=v.name.split(":")[0] + "/ema")
+        # Every replica computes the same shadow: write it once (tf.distribute).
+        self.shadows = [tf.Variable(tf.identity(v), trainable=False, name=v.name.split(":")[0] + "/ema",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
                         for v in self._variables]
 
     def update(self):

@@ -8,9 +8,9 @@ Outer step (after warm-up, every N θ steps):
 r(t) is an optional linear ramp of the unsupervised term, the same for every method.
 
 Both steps are tf.functions without Python state; the data of step k depends only on
-(seed, k); θ, its optimizer, Λ with its optimizer and the step counter are one
-tf.train.Checkpoint. So a run resumed from any checkpoint ends exactly where an
-uninterrupted one does.
+(seed, k); θ, its optimizer, the EMA, Λ with its optimizer, the data source's state (e.g.
+CTAugment's rates) and the step counter are one tf.train.Checkpoint. So a run resumed from any
+checkpoint ends exactly where an uninterrupted one does.
 """
 import json
 import os
@@ -78,25 +78,37 @@ class Trainer:
       train_dir: where checkpoints, TensorBoard events and results.json go (None: nowhere).
       callbacks: callables `cb(trainer, k)` run after the k-th Λ step (k = 1, 2, ...).
       verbose: print the progress line.
+      strategy: a tf.distribute strategy (None: the default, one device). Build the model inside
+        `strategy.scope()` and the Trainer outside it. θ steps run on every replica, each on its
+        slice of the global batch, gradients summed; Λ steps run once, in cross-replica context, on
+        the global batch: one Hessian and one Λ update, equal to the single-device step. Λ and its
+        optimizer are not distributed. Batch-norm statistics are per replica (as FixMatch's towers).
     """
 
-    def __init__(self, model, algorithm, source, config, train_dir=None, callbacks=(), verbose=True):
+    def __init__(self, model, algorithm, source, config, train_dir=None, callbacks=(), verbose=True,
+                 strategy=None):
         self.model, self.algorithm, self.source, self.config = model, algorithm, source, config
         self.train_dir, self.callbacks, self.verbose = train_dir, list(callbacks), verbose
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.num_replicas = self.strategy.num_replicas_in_sync
         config.validate(*source.split_sizes())
+        self._check_replicas()
         source.check_disjoint()
-        self.theta_optimizer = make_theta_optimizer(config)
-        self.theta_optimizer.build(model.trainable_variables)  # so a restore finds the slots
         num_weights = source.num_unlabeled_ids if config.weighting == "per_example" else 1
         self.weights = ExampleWeights(num_weights, config.weight_init, make_weight_optimizer(config))
         self._decayed = decayed_variables(model, config.weight_decay_on)
-        self.ema = None
-        if config.ema_decay > 0:
-            ema_vars = model.trainable_variables if config.ema_scope == "trainable" else model.variables
-            self.ema = WeightEMA(ema_vars, config.ema_decay)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        # First θ step or Λ step whose loss / hypergradient was not finite (-1: none).
-        self.bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_step")
+        with self.strategy.scope():
+            self.theta_optimizer = make_theta_optimizer(config)
+            self.theta_optimizer.build(model.trainable_variables)  # so a restore finds the slots
+            self.ema = None
+            if config.ema_decay > 0:
+                ema_vars = model.trainable_variables if config.ema_scope == "trainable" else model.variables
+                self.ema = WeightEMA(ema_vars, config.ema_decay)
+            # Counters are written once per step whatever the number of replicas.
+            once = tf.VariableAggregation.ONLY_FIRST_REPLICA
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step", aggregation=once)
+            # First θ step or Λ step whose loss / hypergradient was not finite (-1: none).
+            self.bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_step", aggregation=once)
         state = {"model": model, "optimizer": self.theta_optimizer, "weights": self.weights, "step": self.step}
         if self.ema is not None:
             state["ema"] = self.ema
@@ -113,6 +125,28 @@ class Trainer:
         self.history = []  # evaluations: {"step", "<set>": accuracy, ...}, kept across resumes
 
     # ----- the two steps of Alg. 1 -----------------------------------------------------
+
+    def _check_replicas(self):
+        if self.num_replicas == 1:
+            return
+        if not getattr(self.source, "stateless", False):
+            raise ConfigError("A distributed run needs a stateless source (batches sampled in the step).")
+        for name in ("labeled_batch", "unlabeled_batch"):
+            if getattr(self.config, name) % self.num_replicas:
+                raise ConfigError(f"--{name}={getattr(self.config, name)} is not divisible by the "
+                                  f"{self.num_replicas} replicas.")
+
+    def _replica_slice(self, batch):
+        """This replica's share of every per-example tensor of the global batch."""
+        if self.num_replicas == 1:
+            return batch
+        index = tf.distribute.get_replica_context().replica_id_in_sync_group
+
+        def take(x):
+            size = tf.shape(x)[0] // self.num_replicas
+            return x[index * size:(index + 1) * size]
+
+        return {key: take(value) for key, value in batch.items()}
 
     def _weight_ids(self, ids):
         return ids if self.config.weighting == "per_example" else tf.zeros_like(ids)
@@ -138,17 +172,31 @@ class Trainer:
         return loss, supervised, unsupervised
 
     def _train_step_fn(self, batch):
+        if self.num_replicas == 1:
+            return self._replica_train_step(batch)
+        metrics = self.strategy.run(self._replica_train_step, args=(batch,))
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in metrics.items()}
+
+    def _replica_train_step(self, batch):
         if self._in_graph_batches:
-            batch = self.source.train_batch(batch)
+            batch = self._replica_slice(self.source.train_batch(batch))
         variables = self.model.trainable_variables
         lam = self.weights.gather(self._weight_ids(batch["unlabeled_ids"]))
         with tf.GradientTape() as tape:
             out = self.algorithm.losses(self.model, batch, training=True, step=self.step)
             loss, supervised, unsupervised = self.training_loss(out, lam)
-        grads = tape.gradient(loss, variables)
+            # The optimizer sums the replicas' gradients: each contributes 1/n of the mean.
+            scaled = loss / self.num_replicas
+        grads = tape.gradient(scaled, variables)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]) & tf.math.is_finite(loss)
-        # A non-finite step is not applied: the model stays at its last good value.
-        tf.cond(finite, lambda: self._apply_theta_step(grads, variables), lambda: tf.no_op())
+        if self.num_replicas == 1:
+            # A non-finite step is not applied: the model stays at its last good value.
+            tf.cond(finite, lambda: self._apply_theta_step(grads, variables), lambda: tf.no_op())
+        else:
+            # No cross-replica reduction may run inside a tf.cond: zero the update instead. The run
+            # stops at the next check and no checkpoint is written after this step.
+            grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+            self._apply_theta_step(grads, variables)
         self._flag_if_not_finite(finite)
         if hasattr(self.source, "observe"):  # e.g. CTAugment's rates from the probes of this batch
             self.source.observe(self.model, batch)
