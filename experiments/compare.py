@@ -16,7 +16,7 @@ from absl import app, flags
 
 from experiments import image_ssl
 from influence_ssl.data import DatasetNotFoundError
-from influence_ssl.metrics import weight_diagnostics
+from influence_ssl.metrics import softmax, weight_diagnostics
 from influence_ssl.report import format_table, method_summary
 from influence_ssl.trainer import ConfigError, TrainingDiverged
 
@@ -44,9 +44,7 @@ def run_seed(settings, seed):
         accuracy[method] = results[FLAGS.metric]
         if method == "ours":
             lam = trainer.weights.to_numpy()[data.unlabeled_ids]
-            logits = trainer.logits(np.asarray(trainer.source.scale(data.unlabeled_x)))
-            probs = np.exp(logits - logits.max(1, keepdims=True))
-            probs /= probs.sum(1, keepdims=True)
+            probs = softmax(trainer.logits(np.asarray(trainer.source.scale(data.unlabeled_x))))
             wrong = probs.argmax(1) != data.unlabeled_true_y
             confident = probs.max(1) >= confidence_threshold(settings)
     return accuracy, lam, wrong, confident

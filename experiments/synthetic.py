@@ -22,7 +22,7 @@ from absl import app, flags
 
 from influence_ssl.data import SYNTHETIC_DATASETS, make_synthetic
 from influence_ssl.influence import DEFAULT_DAMPING
-from influence_ssl.metrics import weight_diagnostics
+from influence_ssl.metrics import softmax, weight_diagnostics
 from influence_ssl.models import two_layer_mlp
 from influence_ssl.report import format_table, method_summary
 from influence_ssl.ssl import PseudoLabel
@@ -84,9 +84,7 @@ def train(data, config, callbacks=()):
 
 
 def validation_loss(trainer, data):
-    logits = trainer.logits(data.val_x).astype(np.float64)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+    probs = softmax(trainer.logits(data.val_x))
     return float(-np.mean(np.log(probs[np.arange(len(data.val_y)), data.val_y] + 1e-12)))
 
 

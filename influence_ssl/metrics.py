@@ -2,6 +2,13 @@
 import numpy as np
 
 
+def softmax(logits):
+    """Row-wise softmax of [N, K] logits, in float64."""
+    z = np.asarray(logits, np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def auroc(scores, positives):
     """Area under the ROC curve of `scores` as a detector of `positives` (ties count 1/2).
 

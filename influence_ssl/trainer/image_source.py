@@ -8,12 +8,8 @@ trainer does not depend on any augmentation library.
 import numpy as np
 import tensorflow as tf
 
+from influence_ssl.data import scale_images
 from influence_ssl.trainer.in_memory_source import InMemorySource
-
-
-def fixmatch_scale(images):
-    """uint8 [..., H, W, C] -> float32 in [-1, 1] (FixMatch's x·2/255 - 1)."""
-    return tf.cast(images, tf.float32) * (2.0 / 255.0) - 1.0
 
 
 class AugmentedImageSource(InMemorySource):
@@ -26,14 +22,14 @@ class AugmentedImageSource(InMemorySource):
       weak: callable (images [B, H, W, C] float in [-1, 1], seed [2]) -> images.
       strong: the same for the strong view (it receives the raw scaled images; a strong policy
         that starts from the weak view applies the weak augmentation itself).
-      scale: uint8 -> float conversion.
+      scale: uint8 -> float conversion (numpy in, numpy out; tensor in, tensor out).
       probe: optional adaptive policy with `probe_batch(images, seed) -> (images, ops, values)`,
         `update(ops, values, probs, labels)` and checkpointable state (CTAugment). Its probes are
         the weak labeled batch; `observe` feeds the model's predictions back after each θ step.
     """
 
     def __init__(self, data, labeled_batch, unlabeled_batch, validation_batch, seed, weak, strong,
-                 scale=fixmatch_scale, probe=None):
+                 scale=scale_images, probe=None):
         super().__init__(data, labeled_batch, unlabeled_batch, validation_batch, seed)
         self.weak, self.strong, self.scale, self.probe = weak, strong, scale, probe
         self.state = probe  # checkpointed with the run (the original FixMatch did not save CTA's rates)

@@ -307,13 +307,16 @@ class Trainer:
     def evaluate(self):
         """{set name: accuracy} on the source's evaluation sets: of the EMA weights when the run keeps
         an EMA (as FixMatch and UDA report), plus "raw_<set>" of the raw weights."""
-        raw = {name: float(np.mean(self.predict(x) == y)) for name, (x, y) in self.source.eval_sets().items()}
+        raw = self._accuracies()
         if self.ema is None:
             return raw
         with self.ema.swapped():
-            ema = {name: float(np.mean(self.predict(x) == y)) for name, (x, y) in self.source.eval_sets().items()}
+            ema = self._accuracies()
         ema.update({f"raw_{name}": acc for name, acc in raw.items()})
         return ema
+
+    def _accuracies(self):
+        return {name: float(np.mean(self.predict(x) == y)) for name, (x, y) in self.source.eval_sets().items()}
 
     def logits(self, x, batch_size=1024):
         """Logits [N, K] of every row of x (numpy), in inference mode."""
