@@ -10,6 +10,9 @@ ICLR 2020). No code copied; behaviour from the reading notes (ssl_anchors.md 2d)
   p = rate + (1 - decay), p /= max(p), p[p < threshold] = 0, bin ~ p, value = (bin + U(0,1)) / nbins.
   `augment` applies it and then always cutout at level 1 (16 px at 32 px, gray 127), as FixMatch
   appends it.
+- Cutout at level l: size 1 + floor(l * min(H, W) * 0.499), square side 2 * (size // 2) as the
+  original's [c - size//2, c + size//2) span gives (size 1: nothing). Rescale: crop 0.25 * l of each
+  side, PIL filter number int(w * 5.99) of (antialias, bicubic, bilinear, box, hamming, nearest).
 - Probe policy (`probe_policy`): depth ops uniform, parameter values uniform in [0, 1], no cutout.
 - `update`: proximity = 1 - 0.5 * sum|p - onehot(y)|; for each probe image in order, each of its
   ops and each parameter value v: bin = floor(v * nbins * 0.999),
@@ -61,10 +64,16 @@ def _enhance_factor(level):
 
 
 def _cutout_side(level, image):
-    """1 + floor(level * size * 0.499) with size = min(H, W): at most 16 px at 32 px."""
+    """FixMatch's cutout size, 1 + floor(level * size * 0.499) with size = min(H, W): 16 at 32 px."""
     shape = tf.cast(tf.shape(image), tf.float32)
     size = tf.minimum(shape[0], shape[1])
     return 1 + tf.cast(tf.floor(level * size * 0.499), tf.int32)
+
+
+def _cutout(image, seed, level):
+    """Gray-127 square of side 2 * (size // 2) (the original spans [c - size//2, c + size//2), so
+    odd sizes lose a pixel and size 1 cuts nothing)."""
+    return cutout(image, seed, 2 * (_cutout_side(level, image) // 2), ops.GRAY_127)
 
 
 def apply_op(image, op_index, values, seed, translate_units="pixels", interpolation="NEAREST"):
@@ -87,12 +96,13 @@ def apply_op(image, op_index, values, seed, translate_units="pixels", interpolat
         "brightness": lambda: ops.brightness(image, _enhance_factor(v)),
         "color": lambda: ops.color(image, _enhance_factor(v)),
         "contrast": lambda: ops.contrast(image, _enhance_factor(v)),
-        "cutout": lambda: cutout(image, seed, _cutout_side(v, image), ops.GRAY_127),
+        "cutout": lambda: _cutout(image, seed, v),
         "equalize": lambda: ops.blend(image, ops.equalize(image), v),
         "identity": lambda: ops.identity(image),
         "invert": lambda: ops.blend(image, ops.invert(image), v),
         "posterize": lambda: ops.posterize(image, 1 + tf.cast(tf.floor(7.999 * v), tf.int32)),
-        "rescale": lambda: ops.rescale(image, 0.25 * v, tf.cast(tf.floor(w * len(ops.RESCALE_METHODS)), tf.int32)),
+        # The original picks filter int(w * 5.99), not floor(w * 6).
+        "rescale": lambda: ops.rescale(image, 0.25 * v, tf.cast(tf.floor(w * 5.99), tf.int32)),
         "rotate": lambda: ops.rotate(image, tf.round((2.0 * v - 1.0) * 45.0), fill, interpolation),
         "sharpness": lambda: ops.sharpness(image, _enhance_factor(v)),
         "shear_x": lambda: ops.shear_x(image, (2.0 * v - 1.0) * 0.3, fill, interpolation),
@@ -186,7 +196,7 @@ class CTAugment(tf.Module):
         s_policy, s_apply, s_cutout = split(seed, 3)
         op_indices, values = self.sample_policy(s_policy)
         out = self.apply_policy(image, op_indices, values, s_apply)
-        return cutout(out, s_cutout, _cutout_side(1.0, image), ops.GRAY_127)
+        return _cutout(out, s_cutout, 1.0)
 
     def probe(self, image, seed):
         """Probe augmentation: (image, op indices [depth], values [depth, 2])."""

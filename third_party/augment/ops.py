@@ -14,7 +14,9 @@ Conventions
   (posterize, solarize, equalize) round to integers in that domain; the others stay in float.
 - Outputs are clipped to [-1, 1].
 - Geometric ops use ImageProjectiveTransformV3, nearest-neighbour sampling by default (PIL's default
-  for rotate/transform) and a constant `fill` (in [-1, 1] units) for exposed areas.
+  for rotate/transform) and a constant `fill` (in [-1, 1] units) for exposed areas. CTAugment fills
+  black, as PIL on RGB; RandAugment also moves an alpha mask with fill 0, as PIL on RGBA, and
+  decides at the end what exposed pixels become (randaugment.py).
 - Coordinates: x is the column (width) and y the row (height), y pointing down; index coordinates
   (pixel centres at integers).
 """
