@@ -37,27 +37,59 @@ def auroc(scores, positives):
     return float((ranks[positives].sum() - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
 
 
-def weight_diagnostics(weights, wrong, lowest_fraction=0.05):
+def lowest_fraction_rate(weights, flags, fraction):
+    """The expected rate of `flags` among the `fraction` of examples with the lowest weights.
+
+    Ties are counted by their expected share: when the k-th lowest weight is shared by t examples of
+    which only r fit into the k lowest, each of them counts r/t. (A stable sort would pick those r by
+    position, i.e. by seed and ID, not by weight: many λ end at exactly 0.)
+
+    Args:
+      weights: [N] floats; flags: [N] bool; fraction: in (0, 1].
+    Returns:
+      float, the expected fraction of flagged examples among the k = max(1, round(fraction·N)) lowest.
+    """
+    weights = np.asarray(weights, np.float64)
+    flags = np.asarray(flags, bool)
+    k = max(1, int(round(fraction * len(weights))))
+    threshold = np.sort(weights)[k - 1]
+    below = weights < threshold
+    tied = weights == threshold
+    share = (k - below.sum()) / tied.sum()
+    return float((flags[below].sum() + share * flags[tied].sum()) / k)
+
+
+def weight_diagnostics(weights, wrong, lowest_fraction=0.05, groups=None):
     """How the learned λ relate to wrong pseudo-labels.
 
     Args:
       weights: [N] final λ_u.
       wrong: [N] bool, the pseudo-label of u is wrong.
       lowest_fraction: the fraction of lowest weights to look at.
+      groups: optional [N] run labels (e.g. the seed): AUROC is then also given per group, since
+        pooling mixes the λ scales of different runs.
     Returns:
-      dict: wrong_pseudo_label_rate_all, wrong_pseudo_label_rate_lowest_5pct (for the
-      default fraction), auroc_low_weight_vs_wrong (AUROC of -λ as a detector of wrong).
+      dict: wrong_pseudo_label_rate_all, wrong_pseudo_label_rate_lowest_5pct (for the default
+      fraction; ties by their expected share), auroc_low_weight_vs_wrong (pooled AUROC of -λ as a
+      detector of wrong) and, with groups, auroc_low_weight_vs_wrong_per_seed (list, in the order of
+      np.unique(groups)) with its _mean and _std.
     """
     weights = np.asarray(weights, np.float64)
     wrong = np.asarray(wrong, bool)
-    k = max(1, int(round(lowest_fraction * len(weights))))
-    # Stable order: ties broken by index, so the result does not depend on the sort.
-    lowest = np.argsort(weights, kind="mergesort")[:k]
-    return {
+    out = {
         "wrong_pseudo_label_rate_all": float(wrong.mean()),
-        f"wrong_pseudo_label_rate_lowest_{int(round(100 * lowest_fraction))}pct": float(wrong[lowest].mean()),
+        f"wrong_pseudo_label_rate_lowest_{int(round(100 * lowest_fraction))}pct":
+            lowest_fraction_rate(weights, wrong, lowest_fraction),
         "auroc_low_weight_vs_wrong": auroc(-weights, wrong),
     }
+    if groups is not None:
+        groups = np.asarray(groups)
+        per_group = [auroc(-weights[groups == g], wrong[groups == g]) for g in np.unique(groups)]
+        mean, std = mean_std([a for a in per_group if not np.isnan(a)] or [float("nan")])
+        out.update({"auroc_low_weight_vs_wrong_per_seed": per_group,
+                    "auroc_low_weight_vs_wrong_per_seed_mean": mean,
+                    "auroc_low_weight_vs_wrong_per_seed_std": std})
+    return out
 
 
 def mean_std(values):

@@ -3,9 +3,15 @@
 Λ lives in a single [|U|] variable indexed by the unlabeled example's stable integer ID
 (the data pipeline yields that ID with every unlabeled example). A training step gathers
 the weights of its batch; an outer step of Alg. 1 sends the hypergradients of the batch's
-rows to the optimizer as a `tf.IndexedSlices` and projects those rows back to λ >= 0.
-Both cost O(batch), never O(|U|) (with MaskedAdam or SGD; plain Adam decays every entry,
-which is exactly the ablation of Fig. 4 centre).
+rows to the optimizer as a `tf.IndexedSlices` and projects back to λ >= 0 every row the
+optimizer can have moved. With MaskedAdam (or SGD without momentum) those are the batch's rows,
+and a step costs O(batch), never O(|U|). Plain Adam, or SGD with momentum, keeps moving rows
+outside the batch on their old momentum (exactly the ablation of Fig. 4 centre), so with them
+the projection covers the whole table: O(|U|), like the optimizer's own step.
+
+Beside Λ, the table counts for every example how many Λ steps gave it a non-zero hypergradient
+(a FixMatch example below the confidence mask gets exactly 0, and M-Adam then leaves it alone),
+so that diagnostics can tell examples whose λ was moved from those it never was.
 
 With |U| = 1 and every ID 0 the same table holds one shared λ (Fig. 4 left): the optimizer
 sums duplicate indices, so its gradient is Σ_u dL_val/dλ_u = dL_val/dλ.
@@ -15,8 +21,19 @@ import os
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from influence_ssl.optimizers.masked_adam import MaskedAdam
+
+
+def updates_only_gradient_rows(optimizer):
+    """Whether a step of `optimizer` on a tf.IndexedSlices gradient leaves every other row untouched."""
+    if getattr(optimizer, "updates_only_gradient_rows", False):
+        return True
+    if isinstance(optimizer, keras.optimizers.SGD):
+        momentum = optimizer.momentum
+        return isinstance(momentum, (int, float)) and momentum == 0
+    return False
 
 
 class ExampleWeights(tf.Module):
@@ -28,8 +45,8 @@ class ExampleWeights(tf.Module):
       optimizer: a tf_keras optimizer for Λ; default MaskedAdam(learning_rate=0.01).
       dtype: dtype of Λ.
 
-    Save and restore with `tf.train.Checkpoint(weights=table)`: the weights, the
-    optimizer's step counter and its slots (m, v) are all tracked. The optimizer is built
+    Save and restore with `tf.train.Checkpoint(weights=table)`: the weights, the hypergradient
+    counts, the optimizer's step counter and its slots (m, v) are all tracked. The optimizer is built
     at construction so that a restore finds its slots in place.
     """
 
@@ -45,15 +62,19 @@ class ExampleWeights(tf.Module):
         self.values = tf.Variable(
             tf.fill([num_examples], tf.cast(initial_value, dtype)), name="lambda"
         )
+        # How many Λ steps gave each example a non-zero hypergradient.
+        self.hypergradient_counts = tf.Variable(tf.zeros([num_examples], tf.int32), trainable=False,
+                                                name="nonzero_hypergradient_counts")
         self.optimizer = optimizer if optimizer is not None else MaskedAdam(learning_rate=0.01)
         self.optimizer.build([self.values])
+        self._local_steps = updates_only_gradient_rows(self.optimizer)
 
     def gather(self, ids):
         """λ for a batch. ids: [B] integer IDs. Returns [B]."""
         return tf.gather(self.values, ids)
 
     def apply_gradients(self, ids, grads):
-        """One optimizer step on the rows `ids`, then project those rows to λ >= 0.
+        """One optimizer step on the rows `ids`, then project to λ >= 0 every row it can have moved.
 
         Args:
           ids: [B] integer IDs of the sampled unlabeled examples (duplicates allowed:
@@ -65,15 +86,24 @@ class ExampleWeights(tf.Module):
         # A constant shape: tf.shape(self.values) would read all |U| entries.
         dense_shape = tf.constant([self.num_examples], ids.dtype)
         self.optimizer.apply_gradients([(tf.IndexedSlices(grads, ids, dense_shape), self.values)])
-        # Projection onto the constraint set Λ >= 0, only where the step could move λ.
-        self.values.scatter_update(tf.IndexedSlices(tf.nn.relu(tf.gather(self.values, ids)), ids))
+        self.hypergradient_counts.scatter_add(tf.IndexedSlices(tf.cast(grads != 0, tf.int32), ids))
+        # Projection onto the constraint set Λ >= 0, wherever the step could move λ.
+        if self._local_steps:
+            self.values.scatter_update(tf.IndexedSlices(tf.nn.relu(tf.gather(self.values, ids)), ids))
+        else:
+            self.values.assign(tf.nn.relu(self.values))
 
     def to_numpy(self):
         """Λ as a [|U|] numpy array (index = example ID)."""
         return self.values.numpy()
 
+    def counts_numpy(self):
+        """[|U|] int: the number of Λ steps that gave each example a non-zero hypergradient."""
+        return self.hypergradient_counts.numpy()
+
     def export(self, path):
-        """Write (id, weight) to `path`: .npy (a [|U|] array, index = ID) or .csv."""
+        """Write (id, weight) to `path`: .npy (a [|U|] array, index = ID) or .csv (id, weight,
+        nonzero_hypergradient_steps)."""
         values = self.to_numpy()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         extension = os.path.splitext(path)[1].lower()
@@ -82,8 +112,8 @@ class ExampleWeights(tf.Module):
         elif extension == ".csv":
             with open(path, "w", newline="") as f:
                 writer = csv.writer(f)
-                writer.writerow(["id", "weight"])
-                writer.writerows((i, repr(float(w))) for i, w in enumerate(values))
+                writer.writerow(["id", "weight", "nonzero_hypergradient_steps"])
+                writer.writerows((i, repr(float(w)), int(c)) for i, (w, c) in enumerate(zip(values, self.counts_numpy())))
         else:
             raise ValueError(f"Cannot export weights to {path!r}: use a .npy or .csv path.")
         return path

@@ -1,4 +1,5 @@
 """Alg. 1 trainer: direction of the Λ step, resume == uninterrupted, bad input, NaN handling."""
+import dataclasses
 import json
 import os
 
@@ -46,9 +47,7 @@ def small_config(**overrides):
     config = TrainConfig(steps=120, labeled_batch=10, unlabeled_batch=50, validation_batch=30, inner_steps=10,
                          weight_warmup=40, lr=0.01, unlabeled_rampup=20, log_every=40, eval_every=40,
                          checkpoint_every=40, weight_decay=1e-3)
-    for k, v in overrides.items():
-        setattr(config, k, v)
-    return config
+    return dataclasses.replace(config, **overrides)
 
 
 def moons_trainer(config, train_dir=None, callbacks=(), data=None):
@@ -132,9 +131,22 @@ def test_resume_equals_uninterrupted_run(tmp_path):
 def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     moons_trainer(small_config(steps=40), train_dir=str(tmp_path)).run()
     with pytest.raises(ConfigError, match="weight_lr"):
-        moons_trainer(small_config(steps=80, weight_lr=0.5), train_dir=str(tmp_path)).run()
-    # Changing only the length of the run is a legitimate resumption.
-    assert moons_trainer(small_config(steps=80), train_dir=str(tmp_path)).run()["step"] == 80
+        moons_trainer(small_config(steps=40, weight_lr=0.5), train_dir=str(tmp_path)).run()
+    # The cosine schedule and UDA's TSA depend on `steps`: a resumed run may not change it.
+    with pytest.raises(ConfigError, match="steps: checkpoint 40 vs now 80"):
+        moons_trainer(small_config(steps=80), train_dir=str(tmp_path)).run()
+    # Logging intervals may change.
+    assert moons_trainer(small_config(steps=40, log_every=20), train_dir=str(tmp_path)).run()["step"] == 40
+
+
+@pytest.mark.parametrize("config_json", [None, "{not json", "[1, 2]"])
+def test_checkpoint_without_a_readable_config_is_not_called_another_configuration(tmp_path, config_json):
+    moons_trainer(small_config(steps=40), train_dir=str(tmp_path)).run()
+    os.remove(tmp_path / "config.json")
+    if config_json is not None:
+        (tmp_path / "config.json").write_text(config_json)
+    with pytest.raises(CheckpointError, match="not a run of this project, or it is corrupt"):
+        moons_trainer(small_config(steps=40), train_dir=str(tmp_path)).run()
 
 
 def test_corrupt_checkpoint_gets_a_clear_error(tmp_path):
@@ -143,7 +155,7 @@ def test_corrupt_checkpoint_gets_a_clear_error(tmp_path):
         if ".data-" in name:
             (tmp_path / "ckpt" / name).write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="Cannot restore"):
-        moons_trainer(small_config(steps=80), train_dir=str(tmp_path)).run()
+        moons_trainer(small_config(steps=40), train_dir=str(tmp_path)).run()
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -154,6 +166,12 @@ def test_corrupt_checkpoint_gets_a_clear_error(tmp_path):
     ({"labeled_batch": 11}, "larger than"),
     ({"labeled_batch": -1}, ">= 1"),
     ({"weight_lr": -0.1}, ">= 0"),
+    ({"weight_lr": float("nan")}, "finite"),
+    ({"lr": float("inf")}, "finite"),
+    ({"weight_init": float("-inf")}, "finite"),
+    ({"lr": 0.0}, "> 0"),
+    ({"ema_decay": 1.0}, r"\[0, 1\)"),
+    ({"min_lr_ratio": 1.5}, r"\[0, 1\]"),
 ])
 def test_bad_configuration_is_refused_before_training(overrides, message):
     config = small_config(**overrides)
@@ -192,3 +210,68 @@ def test_weighting_none_keeps_lambda_and_single_learns_one_value():
     single = moons_trainer(small_config(weighting="single"))
     single.run()
     assert single.weights.to_numpy().shape == (1,) and single.weights.to_numpy()[0] != 1.0
+
+
+def _newton_optimum(lx, ly, ux, targets, lam, wd, iterations=50):
+    """The exact optimum (float64 Newton) of the trainer's inner objective on a linear 2-class head:
+    mean_i CE(y_i) + (1/|U|) Σ_u λ_u CE(t_u) + wd·½||W||² (kernel only). Returns W [2, 2], b [2]."""
+    x = np.concatenate([lx, ux]).astype(np.float64)
+    xt = np.concatenate([x, np.ones((len(x), 1))], 1)                     # [N, 3]
+    t = np.concatenate([np.eye(2)[ly], targets]).astype(np.float64)      # [N, 2]
+    w = np.concatenate([np.full(len(lx), 1 / len(lx)), lam / len(ux)])  # [N]
+    decay = np.array([wd, wd, 0.0])                                        # no decay on the bias row
+    theta = np.zeros((3, 2))
+    for _ in range(iterations):
+        z = xt @ theta
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        grad = xt.T @ (w[:, None] * (p - t)) + decay[:, None] * theta
+        hess = np.zeros((6, 6))
+        for i in range(len(x)):
+            c = np.diag(p[i]) - np.outer(p[i], p[i])
+            hess += w[i] * np.kron(np.outer(xt[i], xt[i]), c)
+        hess += np.diag(np.repeat(decay, 2)) + 1e-9 * np.eye(6)  # the logit shift of the bias is free
+        theta -= np.linalg.solve(hess, grad.ravel()).reshape(3, 2)
+    return theta[:2], theta[2]
+
+
+@pytest.mark.parametrize("binary_reparam", [True, False])
+def test_trainer_hypergradient_matches_finite_differences_of_the_retrained_validation_loss(binary_reparam):
+    """dL_val/dλ_u from the trainer (mean-normalised loss, kernel decay, App. D reparametrization or not)
+    against central differences of the validation loss after re-solving the convex inner problem at
+    λ_u ± ε. A wrong decay mapping of the reparametrized head (wd instead of 2·wd) fails here."""
+    rng = np.random.default_rng(3)
+
+    def draw(n):
+        y = rng.integers(0, 2, n)
+        return (rng.normal(size=(n, 2)) + 0.5 * (2 * y[:, None] - 1)).astype(np.float32), y
+
+    (lx, ly), (vx, vy), (ux, uy) = draw(12), draw(30), draw(8)
+    targets = np.eye(2)[uy].astype(np.float32)
+    targets[:3] = 1.0 - targets[:3]
+    lam = rng.uniform(0.5, 2.0, 8)
+    wd = 0.2
+    data = SSLData("convex", 2, lx, ly, ux, np.arange(8), uy, vx, vy, vx, vy)
+    config = TrainConfig(steps=1, labeled_batch=12, unlabeled_batch=8, validation_batch=30, inner_steps=1,
+                         weight_warmup=0, optimizer="sgd", lr=0.1, weight_decay=wd, log_every=1, eval_every=1,
+                         checkpoint_every=1, binary_reparam=binary_reparam)
+    trainer = Trainer(linear_model(), FixedTargets(targets), InMemorySource(data, 12, 8, 30, seed=0), config,
+                      verbose=False)
+    trainer.weights.values.assign(lam.astype(np.float32))
+    kernel, bias = _newton_optimum(lx, ly, ux, targets, lam, wd)
+    trainer.model.head.kernel.assign(kernel.astype(np.float32))
+    trainer.model.head.bias.assign(bias.astype(np.float32))
+    ids, grads = trainer.hypergradient(1)
+
+    def val_loss(lam_u):
+        w, b = _newton_optimum(lx, ly, ux, targets, lam_u, wd)
+        z = vx.astype(np.float64) @ w + b
+        z -= z.max(1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(vy)), vy]))
+
+    eps = 1e-4
+    for u, g in zip(ids, grads):
+        up, down = lam.copy(), lam.copy()
+        up[u] += eps
+        down[u] -= eps
+        np.testing.assert_allclose(g, (val_loss(up) - val_loss(down)) / (2 * eps), rtol=2e-3, atol=1e-7)

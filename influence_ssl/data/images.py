@@ -26,6 +26,11 @@ from influence_ssl.data.splits import make_image_ssl_split
 from influence_ssl.data.ssl_data import SSLData, class_balanced_split
 
 IMAGE_DATASETS = ("cifar10", "svhn", "digits")
+# Whether a left-right mirror keeps an image's class, i.e. whether the weak and strong augmentations
+# may flip it. Natural images yes (FixMatch, UDA); digits no (SVHN in both codebases; sklearn digits
+# likewise: a mirrored 2, 3, 5 or 7 is not that digit). Every dataset must say.
+HORIZONTAL_FLIP = {"cifar10": True, "svhn": False, "digits": False}
+assert set(HORIZONTAL_FLIP) == set(IMAGE_DATASETS)
 TFDS_NAMES = {"cifar10": "cifar10", "svhn": "svhn_cropped"}
 NORMALIZATIONS = ("fixmatch", "uda")
 
@@ -224,6 +229,13 @@ def load_image_dataset(name, data_dir=None, *, with_extra=False):
 
 
 # -------------------------------------------------------------------------- scaling and labels
+def flips_horizontally(name):
+    """Whether the augmentations of dataset `name` may mirror its images left-right."""
+    if name not in HORIZONTAL_FLIP:
+        raise ValueError(f"Unknown image dataset {name!r}; choose one of {IMAGE_DATASETS}.")
+    return HORIZONTAL_FLIP[name]
+
+
 def scale_images(images, normalization="fixmatch", dataset=None):
     """uint8 pixels -> float32 network input. numpy in, numpy out; tf.Tensor in, tf.Tensor out.
 

@@ -52,6 +52,10 @@ def _unlabeled(num_train, labeled, validation, labeled_in_unlabeled):
     return np.flatnonzero(keep).astype(np.int64)
 
 
+class SplitSizeError(ValueError):
+    """The requested labeled and validation sizes do not fit the training set."""
+
+
 def make_image_ssl_split(train_labels, num_labeled, num_validation, seed, *, labeled_in_unlabeled=True):
     """A seeded class-balanced labeled set, a disjoint validation set, and the unlabeled rest.
 
@@ -68,10 +72,10 @@ def make_image_ssl_split(train_labels, num_labeled, num_validation, seed, *, lab
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"train_labels must be a 1-D integer array, got {labels.dtype} {labels.shape}.")
     if num_labeled < 1 or num_validation < 0:
-        raise ValueError(f"Need num_labeled >= 1 and num_validation >= 0, got {num_labeled}, {num_validation}.")
+        raise SplitSizeError(f"Need num_labeled >= 1 and num_validation >= 0, got {num_labeled}, {num_validation}.")
     if num_labeled + num_validation > len(labels):
-        raise ValueError(f"num_labeled + num_validation = {num_labeled + num_validation} exceeds the "
-                         f"{len(labels)} training images.")
+        raise SplitSizeError(f"num_labeled + num_validation = {num_labeled + num_validation} exceeds the "
+                             f"{len(labels)} training images.")
     rng = np.random.default_rng([int(seed), SPLIT_STREAM])
     labeled, validation, _ = class_balanced_split(labels, [num_labeled, num_validation], rng)
     return ImageSplit(

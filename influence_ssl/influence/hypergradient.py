@@ -149,10 +149,7 @@ def _resolve_options(method, options):
     if unknown:
         raise ValueError(f"Unknown option(s) {unknown} for method={method!r}; valid options: {sorted(valid)}.")
     opts = {**valid, **options}
-    for key in ("num_terms", "power_iterations", "max_iterations"):
-        if key in opts and isinstance(opts[key], (int, float)) and opts[key] < 0:
-            raise ValueError(f"{key} must be >= 0, got {opts[key]}.")
-    for key in ("damping", "tolerance"):
+    for key in ("num_terms", "power_iterations", "max_iterations", "damping", "tolerance"):
         if key in opts and isinstance(opts[key], (int, float)) and opts[key] < 0:
             raise ValueError(f"{key} must be >= 0, got {opts[key]}.")
     return opts

@@ -35,16 +35,20 @@ def cholesky_solve(matrix, rhs, damping_abs, check=True):
     size = tf.shape(matrix)[0]
     damped = matrix + damping_abs * tf.eye(size, dtype=matrix.dtype)
     chol = tf.linalg.cholesky(damped)
+    if check:
+        chol = _checked_factor(chol)
+    return tf.linalg.cholesky_solve(chol, rhs)
+
+
+def _checked_factor(chol):
+    """chol, or HessianFactorizationError (eagerly) / a failing Assert (in a graph) if it holds NaNs."""
     ok = tf.reduce_all(tf.math.is_finite(tf.linalg.diag_part(chol)))
-    if not check:
-        pass
-    elif tf.executing_eagerly():
+    if tf.executing_eagerly():
         if not bool(ok):
             raise HessianFactorizationError(_CHOLESKY_HINT)
-    else:
-        with tf.control_dependencies([tf.debugging.Assert(ok, [_CHOLESKY_HINT])]):
-            chol = tf.identity(chol)
-    return tf.linalg.cholesky_solve(chol, rhs)
+        return chol
+    with tf.control_dependencies([tf.debugging.Assert(ok, [_CHOLESKY_HINT])]):
+        return tf.identity(chol)
 
 
 def power_iteration(hvp, like, num_iterations):

@@ -2,6 +2,7 @@
 import tf_keras as keras
 
 from influence_ssl.models.classifier import Classifier
+from influence_ssl.models.seeding import layer_seed
 
 
 def two_layer_mlp(num_classes=2, input_dim=2, hidden_units=100, num_hidden=2, seed=None):
@@ -10,7 +11,7 @@ def two_layer_mlp(num_classes=2, input_dim=2, hidden_units=100, num_hidden=2, se
     The paper's "two fully-connected layers with 100 hidden units followed by a ReLU"
     is read as two hidden layers, each followed by ReLU, then the linear classifier.
     """
-    init = lambda i: keras.initializers.GlorotUniform(seed=None if seed is None else seed + i)
+    init = lambda i: keras.initializers.GlorotUniform(seed=layer_seed(seed, i))
     backbone = keras.Sequential(
         [keras.layers.InputLayer(input_shape=(input_dim,))]
         + [keras.layers.Dense(hidden_units, activation="relu", kernel_initializer=init(i),

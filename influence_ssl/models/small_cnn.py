@@ -9,6 +9,7 @@ would still lean on its initial value.
 import tf_keras as keras
 
 from influence_ssl.models.classifier import Classifier
+from influence_ssl.models.seeding import layer_seed
 from influence_ssl.models.wide_resnet import conv_initializer
 
 
@@ -18,7 +19,7 @@ def small_cnn(num_classes=10, input_shape=(8, 8, 1), width=32, seed=None, *, bn_
     if width < 1 or num_classes < 1:
         raise ValueError(f"width and num_classes must be >= 1, got {width}, {num_classes}.")
     L = keras.layers
-    seed_of = lambda i: None if seed is None else seed * 1009 + i
+    seed_of = lambda i: layer_seed(seed, i)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     for i, (channels, stride) in enumerate([(width, 1), (2 * width, 2), (2 * width, 1)]):

@@ -26,6 +26,7 @@ import math
 import tf_keras as keras
 
 from influence_ssl.models.classifier import Classifier
+from influence_ssl.models.seeding import layer_seed
 
 VARIANTS = ("fixmatch", "uda")
 
@@ -45,10 +46,8 @@ class _Seeds:
         self.seed, self.count = seed, 0
 
     def next(self):
-        if self.seed is None:
-            return None
         self.count += 1
-        return self.seed * 1009 + self.count
+        return layer_seed(self.seed, self.count)
 
 
 def conv_initializer(seed=None):

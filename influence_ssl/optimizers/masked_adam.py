@@ -31,6 +31,9 @@ class MaskedAdam(keras.optimizers.Optimizer):
     `apply_gradients`, as in Alg. 2 (not one counter per entry).
     """
 
+    # A sparse step moves only the rows of its gradient (ExampleWeights projects just those).
+    updates_only_gradient_rows = True
+
     def __init__(
         self,
         learning_rate=0.01,

@@ -1,14 +1,16 @@
 """Configuration of one run of Algorithm 1, validated before anything is built."""
 import dataclasses
 import json
+import math
 
-from influence_ssl.influence import DEFAULT_DAMPING
+from influence_ssl.influence import DEFAULT_DAMPING, METHOD_OPTIONS
+from influence_ssl.trainer.schedules import LR_SCHEDULES
 
+# The one definition of every choice list: the config checks them, the command-line flags offer them.
 WEIGHTING_MODES = ("per_example", "single", "none")
 WEIGHT_OPTIMIZERS = ("madam", "adam", "sgd")
-INFLUENCE_METHODS = ("exact", "identity", "neumann", "cg")
+INFLUENCE_METHODS = tuple(METHOD_OPTIONS)  # exact, identity, neumann, cg
 THETA_OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov")
-LR_SCHEDULES = ("constant", "fixmatch_cosine", "uda_cosine", "uda_current")
 WEIGHT_DECAY_SCOPES = ("kernels", "all")
 EMA_SCOPES = ("trainable", "all")
 
@@ -31,6 +33,8 @@ class TrainConfig:
     influence: exact (last layer, exact inverse Hessian), identity, neumann or cg (Sec. 4.3).
     influence_damping: damping of the last-layer Hessian (see influence_ssl.influence).
     reverse_hypergradient: flip the hypergradient's sign (a control, not the method).
+    binary_reparam: two classes only: the influence uses one logit f with logits (f, -f) (App. D), whose
+      last-layer Hessian has no logit-shift null space; the network itself is unchanged.
     unlabeled_rampup: θ steps over which the unsupervised term ramps linearly to full weight.
     optimizer, lr, lr_schedule, lr_warmup, min_lr_ratio: θ's optimizer and schedule (schedules.py).
     weight_decay, weight_decay_on: L2 term wd·Σ½||w||² on kernels (FixMatch) or all trainable
@@ -52,6 +56,7 @@ class TrainConfig:
     influence: str = "exact"
     influence_damping: float = DEFAULT_DAMPING
     reverse_hypergradient: bool = False
+    binary_reparam: bool = False
     unlabeled_rampup: int = 0
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -67,8 +72,9 @@ class TrainConfig:
     eval_every: int = 500
     checkpoint_every: int = 500
 
-    # Fields that may differ between a run and its resumption.
-    RESUMABLE_CHANGES = ("steps", "log_every", "eval_every", "checkpoint_every")
+    # Fields that may differ between a run and its resumption. Not `steps`: the cosine schedule and
+    # UDA's TSA depend on it, so a longer or shorter resumed run would follow another schedule.
+    RESUMABLE_CHANGES = ("log_every", "eval_every", "checkpoint_every")
 
     def validate(self, num_labeled, num_unlabeled, num_validation):
         """Raise ConfigError for a value that cannot run on data of these sizes."""
@@ -84,12 +90,20 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ["weight_lr", "weight_init", "weight_warmup", "unlabeled_rampup", "lr", "lr_warmup",
-                     "min_lr_ratio", "weight_decay", "influence_damping", "ema_decay"]:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type is float and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ConfigError(f"--{field.name} must be a finite number, got {value!r}.")
+        for name in ["weight_lr", "weight_init", "weight_warmup", "unlabeled_rampup", "lr_warmup",
+                     "weight_decay", "influence_damping"]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}.")
-        if self.ema_decay >= 1:
-            raise ConfigError(f"--ema_decay must be < 1, got {self.ema_decay}.")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}.")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"--min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}.")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"--ema_decay must be in [0, 1), got {self.ema_decay}.")
         for name, size, what in [("labeled_batch", num_labeled, "labeled"),
                                  ("unlabeled_batch", num_unlabeled, "unlabeled"),
                                  ("validation_batch", num_validation, "validation")]:

@@ -3,12 +3,13 @@ import numpy as np
 import tensorflow as tf
 
 from influence_ssl.data.sampling import batch_indices
+from influence_ssl.trainer.data_source import DataSource
 
 # Separate random streams of one run.
 _LABELED, _UNLABELED, _OUTER_LABELED, _OUTER_UNLABELED, _VALIDATION = range(5)
 
 
-class InMemorySource:
+class InMemorySource(DataSource):
     """Serves θ batches (labeled + unlabeled) and Λ batches (+ validation) of an SSLData.
 
     The batch of step k depends only on (seed, k): runs that share a seed share their data

@@ -20,8 +20,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from influence_ssl.influence import last_layer_weight_gradients
-from influence_ssl.optimizers import MaskedAdam
+from influence_ssl.optimizers import MaskedAdam, TF1Momentum
 from influence_ssl.trainer.config import ConfigError
+from influence_ssl.trainer.data_source import DataSource
 from influence_ssl.trainer.ema import WeightEMA
 from influence_ssl.trainer.progress import ProgressLog
 from influence_ssl.trainer.schedules import ThetaSchedule
@@ -37,12 +38,17 @@ class CheckpointError(RuntimeError):
 
 
 def make_theta_optimizer(config):
-    """The optimizer of the network weights θ, with its learning-rate schedule."""
+    """The optimizer of the network weights θ, with its learning-rate schedule.
+
+    momentum / nesterov are TF1's MomentumOptimizer (μ = 0.9), as in FixMatch and UDA: the current
+    lr scales the whole accumulator, which differs from tf_keras SGD while the lr changes.
+    """
     lr = ThetaSchedule(config.lr_schedule, config.lr, config.steps, config.lr_warmup, config.min_lr_ratio)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(lr)
-    momentum = {"sgd": 0.0, "momentum": 0.9, "nesterov": 0.9}[config.optimizer]
-    return keras.optimizers.SGD(lr, momentum=momentum, nesterov=config.optimizer == "nesterov")
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr)
+    return TF1Momentum(lr, momentum=0.9, nesterov=config.optimizer == "nesterov")
 
 
 def make_weight_optimizer(config):
@@ -55,10 +61,15 @@ def make_weight_optimizer(config):
 
 
 def decayed_variables(model, scope):
-    """The variables of the L2 term: kernels only (FixMatch) or every trainable variable (UDA)."""
+    """The variables of the L2 term: kernels only (FixMatch) or every trainable variable (UDA).
+
+    A kernel is found by its role, the `kernel` attribute of a Dense or convolution layer, not by
+    its name."""
     if scope == "all":
         return model.trainable_variables
-    return [v for v in model.trainable_variables if "kernel" in v.name]
+    kernels = {id(layer.kernel) for layer in model.submodules
+               if isinstance(layer, keras.layers.Layer) and isinstance(getattr(layer, "kernel", None), tf.Variable)}
+    return [v for v in model.trainable_variables if id(v) in kernels]
 
 
 def l2_term(variables):
@@ -72,8 +83,7 @@ class Trainer:
     Args:
       model: an influence_ssl.models.Classifier (built).
       algorithm: an influence_ssl.ssl.SSLAlgorithm.
-      source: serves `train_batch(step)`, `outer_batch(k)`, `eval_sets()`,
-        `num_unlabeled_ids`, `split_sizes()` and `check_disjoint()` (see InMemorySource).
+      source: a DataSource (e.g. InMemorySource, AugmentedImageSource).
       config: a TrainConfig.
       train_dir: where checkpoints, TensorBoard events and results.json go (None: nowhere).
       callbacks: callables `cb(trainer, k)` run after the k-th Λ step (k = 1, 2, ...).
@@ -91,7 +101,11 @@ class Trainer:
         self.train_dir, self.callbacks, self.verbose = train_dir, list(callbacks), verbose
         self.strategy = strategy or tf.distribute.get_strategy()
         self.num_replicas = self.strategy.num_replicas_in_sync
+        if not isinstance(source, DataSource):
+            raise TypeError(f"source must be an influence_ssl.trainer.DataSource, got {type(source).__name__}.")
         config.validate(*source.split_sizes())
+        if config.binary_reparam and model.head.units != 2:
+            raise ConfigError(f"--binary_reparam needs a two-class head, got {model.head.units} classes.")
         self._check_replicas()
         source.check_disjoint()
         num_weights = source.num_unlabeled_ids if config.weighting == "per_example" else 1
@@ -109,27 +123,32 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step", aggregation=once)
             # First θ step or Λ step whose loss / hypergradient was not finite (-1: none).
             self.bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_step", aggregation=once)
-        state = {"model": model, "optimizer": self.theta_optimizer, "weights": self.weights, "step": self.step}
+            # Σ over Λ steps of mean |Δλ| over the step's rows: how far each optimizer moves λ (Fig. 4 centre).
+            self.lambda_movement = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="lambda_movement",
+                                               aggregation=once)
+        state = {"model": model, "optimizer": self.theta_optimizer, "weights": self.weights, "step": self.step,
+                 "lambda_movement": self.lambda_movement}
         if self.ema is not None:
             state["ema"] = self.ema
-        if getattr(source, "state", None) is not None:
+        if source.state is not None:
             state["data_state"] = source.state
         self.checkpoint = tf.train.Checkpoint(**state)
         # A source whose batches are pure functions of the step number is sampled in-graph.
-        self._in_graph_batches = bool(getattr(source, "stateless", False))
+        self._in_graph_batches = bool(source.stateless)
         self._train_step = tf.function(self._train_step_fn)
         self._outer_step = tf.function(self._outer_step_fn)
-        self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._predict = None  # compiled on first use, for any batch size
         self._manager = None
         self._writer = None
         self.history = []  # evaluations: {"step", "<set>": accuracy, ...}, kept across resumes
+        self._validation_loss = None  # of the last evaluation
 
     # ----- the two steps of Alg. 1 -----------------------------------------------------
 
     def _check_replicas(self):
         if self.num_replicas == 1:
             return
-        if not getattr(self.source, "stateless", False):
+        if not self.source.stateless:
             raise ConfigError("A distributed run needs a stateless source (batches sampled in the step).")
         for name in ("labeled_batch", "unlabeled_batch"):
             if getattr(self.config, name) % self.num_replicas:
@@ -198,8 +217,7 @@ class Trainer:
             grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
             self._apply_theta_step(grads, variables)
         self._flag_if_not_finite(finite)
-        if hasattr(self.source, "observe"):  # e.g. CTAugment's rates from the probes of this batch
-            self.source.observe(self.model, batch)
+        self.source.observe(self.model, batch)  # e.g. CTAugment's rates from the probes of this batch
         self.step.assign_add(1)
         metrics = {"loss": loss, "supervised": supervised, "unsupervised": unsupervised}
         metrics.update(out.metrics)
@@ -213,6 +231,16 @@ class Trainer:
 
     def _outer_step_fn(self, batch):
         """One Λ step (Alg. 1 lines 7-12) at the current θ."""
+        ids, grad_lambda = self._hypergradient_fn(batch)
+        finite = tf.reduce_all(tf.math.is_finite(grad_lambda))
+        step_size = tf.cond(finite, lambda: self._apply_weight_step(ids, grad_lambda),
+                            lambda: tf.zeros([], self.weights.values.dtype))
+        self._flag_if_not_finite(finite)
+        self.lambda_movement.assign_add(tf.cast(step_size, tf.float64))
+        return {"hypergradient_abs_mean": tf.reduce_mean(tf.abs(grad_lambda)), "lambda_step_abs_mean": step_size}
+
+    def _hypergradient_fn(self, batch):
+        """(ids [U'] of the Λ table, dL_val/dλ [U']) on the outer batch, at the current θ (lines 7-11)."""
         if self._in_graph_batches:
             batch = self.source.outer_batch(batch)
         out = self.algorithm.losses(self.model, batch, training=False, step=self.step)
@@ -225,32 +253,41 @@ class Trainer:
         val_targets = tf.one_hot(batch["val_y"], tf.shape(out.labeled_targets)[-1])
         # The influence convention is a weighted sum; the training loss is mean-normalised:
         # labeled weight 1/|D'|, unlabeled weight scale·λ_u (influence_ssl.influence docs).
+        # With the binary reparametrization (App. D) the decay of the 2-logit head, (wd/2)(|W1|²+|W2|²),
+        # is wd·|θ'|² on θ' = (W1 - W2)/2 at its optimum W1 = -W2: a decay of 2·wd on θ'.
+        l2_factor = 2.0 if self.config.binary_reparam else 1.0
         grad_w = last_layer_weight_gradients(
             out.labeled_features, out.labeled_targets,
             out.unlabeled_features, out.unlabeled_targets, scale * lam,
             val_features, val_targets,
             self.model.head.kernel, self.model.head.bias,
             labeled_weights=tf.fill(tf.shape(out.labeled), 1.0 / num_labeled),
-            l2=self.config.weight_decay, method=self.config.influence,
-            **self._influence_options())
+            l2=l2_factor * self.config.weight_decay, method=self.config.influence,
+            binary_reparam=self.config.binary_reparam, **self._influence_options(l2_factor))
         grad_lambda = grad_w * scale  # chain rule: w_u = scale·λ_u
         if self.config.reverse_hypergradient:
             grad_lambda = -grad_lambda
-        finite = tf.reduce_all(tf.math.is_finite(grad_lambda))
-        tf.cond(finite, lambda: self._apply_weight_step(ids, grad_lambda), lambda: tf.no_op())
-        self._flag_if_not_finite(finite)
-        return {"hypergradient_abs_mean": tf.reduce_mean(tf.abs(grad_lambda))}
+        return ids, grad_lambda
+
+    def hypergradient(self, outer_step):
+        """(ids, dL_val/dλ) as numpy for the Λ batch of outer step `outer_step`, at the current θ;
+        nothing is updated (for diagnostics and tests)."""
+        ids, grads = tf.function(self._hypergradient_fn)(self._batch(self.source.outer_batch, outer_step))
+        return ids.numpy(), grads.numpy()
 
     def _apply_weight_step(self, ids, grads):
-        self.weights.apply_gradients(ids, grads)
-        return tf.no_op()
+        """The Λ update; returns the mean |Δλ| over the batch's rows (to compare optimizers' step sizes)."""
+        before = self.weights.gather(ids)
+        with tf.control_dependencies([before]):
+            self.weights.apply_gradients(ids, grads)
+        return tf.reduce_mean(tf.abs(self.weights.gather(ids) - before))
 
-    def _influence_options(self):
+    def _influence_options(self, l2_factor):
         if self.config.influence == "identity":
             return {}
         # The head's bias is decayed only when the loss decays every variable (UDA).
         bias_l2 = self.config.weight_decay if self.config.weight_decay_on == "all" else 0.0
-        options = {"damping": self.config.influence_damping, "bias_l2": bias_l2}
+        options = {"damping": self.config.influence_damping, "bias_l2": l2_factor * bias_l2}
         if self.config.influence == "exact":
             # A failed factorization gives NaNs, which the finite check turns into TrainingDiverged.
             options["check_factorization"] = False
@@ -306,20 +343,34 @@ class Trainer:
 
     def evaluate(self):
         """{set name: accuracy} on the source's evaluation sets: of the EMA weights when the run keeps
-        an EMA (as FixMatch and UDA report), plus "raw_<set>" of the raw weights."""
-        raw = self._accuracies()
+        an EMA (as FixMatch and UDA report), plus "raw_<set>" of the raw weights. Also keeps the
+        validation loss of the evaluated weights (`validation_loss`)."""
+        raw, raw_loss = self._accuracies()
         if self.ema is None:
+            self._validation_loss = raw_loss
             return raw
         with self.ema.swapped():
-            ema = self._accuracies()
+            ema, self._validation_loss = self._accuracies()
         ema.update({f"raw_{name}": acc for name, acc in raw.items()})
         return ema
 
     def _accuracies(self):
-        return {name: float(np.mean(self.predict(x) == y)) for name, (x, y) in self.source.eval_sets().items()}
+        """({set name: accuracy}, mean cross-entropy on the validation set) from one pass per set."""
+        accuracies, val_loss = {}, None
+        for name, (x, y) in self.source.eval_sets().items():
+            logits = self.logits(x).astype(np.float64)
+            accuracies[name] = float(np.mean(np.argmax(logits, axis=-1) == y))
+            if name == "validation":
+                shifted = logits - logits.max(axis=1, keepdims=True)
+                log_norm = np.log(np.exp(shifted).sum(axis=1))
+                val_loss = float(np.mean(log_norm - shifted[np.arange(len(y)), y]))
+        return accuracies, val_loss
 
     def logits(self, x, batch_size=1024):
         """Logits [N, K] of every row of x (numpy), in inference mode."""
+        if self._predict is None:  # one trace for every batch size (many trainers live in one process)
+            spec = tf.TensorSpec([None, *x.shape[1:]], tf.as_dtype(x.dtype))
+            self._predict = tf.function(lambda images: self.model(images, training=False), input_signature=[spec])
         return np.concatenate([self._predict(tf.constant(x[i:i + batch_size])).numpy()
                                for i in range(0, len(x), batch_size)])
 
@@ -329,8 +380,10 @@ class Trainer:
 
     def weight_stats(self):
         lam = self.weights.to_numpy()
+        num_steps = int(self.weights.optimizer.iterations.numpy())
         return {"lambda_mean": float(lam.mean()), "lambda_min": float(lam.min()),
-                "lambda_max": float(lam.max()), "lambda_zero_fraction": float(np.mean(lam == 0))}
+                "lambda_max": float(lam.max()), "lambda_zero_fraction": float(np.mean(lam == 0)),
+                "lambda_step_abs_mean_over_run": float(self.lambda_movement.numpy()) / max(1, num_steps)}
 
     # ----- state, logs, results ----------------------------------------------------------
 
@@ -342,11 +395,7 @@ class Trainer:
         self._manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.train_dir, "ckpt"),
                                                    max_to_keep=3)
         if self._manager.latest_checkpoint:
-            saved = {}
-            if os.path.exists(config_path):
-                with open(config_path) as f:
-                    saved = json.load(f)
-            self.config.check_resumable_from(saved)
+            self.config.check_resumable_from(self._saved_config(config_path))
             try:
                 self.checkpoint.restore(self._manager.latest_checkpoint).assert_existing_objects_matched()
             except Exception as e:  # noqa: BLE001 -- TF raises OpError, IndexError, ValueError, ...
@@ -361,6 +410,21 @@ class Trainer:
         with open(config_path, "w") as f:
             f.write(self.config.dumps())
         self._writer = tf.summary.create_file_writer(os.path.join(self.train_dir, "tb"))
+
+    def _saved_config(self, config_path):
+        """The configuration a checkpoint in train_dir was written with; CheckpointError if there is none."""
+        what = (f"{self.train_dir} holds a checkpoint ({self._manager.latest_checkpoint}) but {{}}: it is not a "
+                "run of this project, or it is corrupt. Move it away or use a new --train_dir.")
+        if not os.path.exists(config_path):
+            raise CheckpointError(what.format("no config.json"))
+        try:
+            with open(config_path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(what.format(f"its config.json cannot be read ({e})")) from None
+        if not isinstance(saved, dict) or "steps" not in saved:
+            raise CheckpointError(what.format("its config.json is not a TrainConfig"))
+        return saved
 
     def _history_path(self):
         return os.path.join(self.train_dir, "eval_history.jsonl") if self.train_dir else None
@@ -404,20 +468,26 @@ class Trainer:
 
     def _finish(self):
         step = int(self.step.numpy())
-        final = self.history[-1] if self.history and self.history[-1]["step"] == step \
-            else {"step": step, **self.evaluate()}
+        final = self.history[-1] if self.history and self.history[-1]["step"] == step else None
+        if final is None or self._validation_loss is None:  # e.g. resumed at the last step
+            final = {"step": step, **self.evaluate()}
         results = {f"{name}_accuracy": acc for name, acc in final.items() if name != "step"}
         tests = [h["test"] for h in self.history if "test" in h]
         if tests:
             # FixMatch's protocol: the median of the last 20 evaluations.
             results["median_last20_test_accuracy"] = float(np.median(tests[-20:]))
-            results["best_test_accuracy"] = float(np.max(tests))
-        results.update({"step": final["step"], "lambda": self.weight_stats(), "history": self.history,
-                        "config": self.config.to_dict()})
+            # UDA reports the best test accuracy over training: a choice made on the test set, kept
+            # apart so that it is never mistaken for (or compared as) a model-selection metric.
+            results["test_selected"] = {"best_test_accuracy": float(np.max(tests)),
+                                        "note": "maximum over test evaluations (UDA's reporting); test-selected"}
+        # What a Λ step size is chosen on (never the test set).
+        results.update({"step": final["step"], "validation_loss": self._validation_loss,
+                        "lambda": self.weight_stats(), "history": self.history, "config": self.config.to_dict()})
         if self.train_dir:
             with open(os.path.join(self.train_dir, "results.json"), "w") as f:
                 json.dump(results, f, indent=2, sort_keys=True)
             self.weights.export(os.path.join(self.train_dir, "weights.npy"))
+            np.save(os.path.join(self.train_dir, "hypergradient_counts.npy"), self.weights.counts_numpy())
         return results
 
 

@@ -1,0 +1,48 @@
+"""What the trainer asks of a data source (InMemorySource and AugmentedImageSource implement it)."""
+import abc
+
+import tensorflow as tf
+
+
+class DataSource(abc.ABC):
+    """Batches for the two steps of Alg. 1, the evaluation sets, and the sizes the config checks.
+
+    A batch is a dict of tensors: train batches hold at least labeled_x, labeled_y ([B] int) and
+    unlabeled_ids ([U] int) plus the unlabeled views the SSL algorithm reads; outer batches add
+    val_x and val_y.
+    """
+
+    # Batches are pure functions of the step number, so the trainer samples them inside the compiled
+    # step (a distributed run needs this).
+    stateless = False
+    # Checkpointable state saved with the run (e.g. CTAugment's rates), or None.
+    state = None
+
+    @abc.abstractmethod
+    def train_batch(self, step):
+        """The θ batch of step `step` (an int or a scalar int64 tensor)."""
+
+    @abc.abstractmethod
+    def outer_batch(self, outer_step):
+        """The Λ batch (D', U', V') of outer step `outer_step`."""
+
+    @abc.abstractmethod
+    def eval_sets(self):
+        """{name: (x [N, ...] numpy, y [N] numpy)}, evaluated by the trainer (validation, test)."""
+
+    @property
+    @abc.abstractmethod
+    def num_unlabeled_ids(self):
+        """|U|: unlabeled IDs are 0 .. num_unlabeled_ids - 1."""
+
+    @abc.abstractmethod
+    def split_sizes(self):
+        """(labeled, unlabeled, validation) sizes, for TrainConfig.validate."""
+
+    def check_disjoint(self):
+        """Raise ValueError if a validation example is also a labeled example (default: no check)."""
+
+    def observe(self, model, batch):
+        """Called after each θ step with the model and the step's batch (e.g. CTAugment's probes)."""
+        del model, batch
+        return tf.no_op()
