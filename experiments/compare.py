@@ -2,11 +2,17 @@ r"""Base algorithm vs learned per-example weights, paired over seeds (Sec. 4.2 a
 
 For every seed, base (--weighting=none), ours (per_example) and ours_reversed (the hypergradient's
 sign flipped, a control) share the split, the initialisation, the data order and the augmentations.
+With --weight_lr_grid, ours is trained at every η of the grid and the η of the lowest final
+VALIDATION loss is kept (per seed; never the test set); ours_reversed uses the same η.
+
+The weight diagnostics split the unlabeled examples by how many Λ steps gave them a non-zero
+hypergradient (an example below FixMatch's confidence mask gets 0 and keeps its initial λ).
 
   python -m experiments.compare --algorithm=fixmatch --dataset=digits --seeds=5 --first_seed=0 \
       --json_out=out/compare_fixmatch_digits.json
 """
 import json
+import math
 import os
 import sys
 import time
@@ -14,7 +20,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from experiments import image_ssl
+from experiments import image_ssl, quiet_absl_info
 from influence_ssl.data import DatasetNotFoundError
 from influence_ssl.metrics import softmax, weight_diagnostics
 from influence_ssl.report import format_table, method_summary
@@ -24,70 +30,133 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("seeds", 5, "Number of seeds.")
 flags.DEFINE_integer("first_seed", 0, "First seed.")
 flags.DEFINE_string("json_out", "out/compare_{algorithm}_{dataset}.json", "Where the results JSON goes.")
-flags.DEFINE_string("metric", "test_accuracy",
-                    "Per-run number compared: test_accuracy (final) or median_last20_test_accuracy.")
+# Only metrics that involve no choice made on the test set (best_test_accuracy is the maximum over
+# test evaluations: it stays in results.json under "test_selected", for comparison with UDA's reports).
+flags.DEFINE_enum("metric", "test_accuracy", ["test_accuracy", "median_last20_test_accuracy"],
+                  "Per-run number compared: the final test accuracy, or the median of the last 20 evaluations.")
+flags.DEFINE_list("weight_lr_grid", [], "Λ step sizes η to choose from per seed by the final validation loss: "
+                  "numbers, or 'default' for DEFAULT_WEIGHT_LR_GRIDS[--weight_optimizer] (empty: --weight_lr only).")
 
 METHODS = {"base": ("none", False), "ours": ("per_example", False), "ours_reversed": ("per_example", True)}
+# Step-size grids per Λ optimizer. Adam-type steps are ~η per visit whatever the gradient's scale; an SGD
+# step is η·g, and the hypergradient carries the training loss's 1/|U'| (|g| ~ 1e-4 on digits, 96 rows),
+# so SGD's grid is shifted by that scale: comparing optimizers at one η would compare scales.
+DEFAULT_WEIGHT_LR_GRIDS = {"madam": (0.01, 0.04, 0.1), "adam": (0.01, 0.04, 0.1), "sgd": (30.0, 100.0, 300.0, 1000.0)}
+# Groups of unlabeled examples by the number of Λ steps that gave them a non-zero hypergradient.
+COUNT_GROUPS = {"never": (0, 0), "1-2": (1, 2), "3+": (3, math.inf)}
 
 
-def confidence_threshold(settings):
-    """The algorithm's mask threshold: below it an example's ℓ_U, hence its hypergradient, is 0."""
-    return settings["uda_confidence_thresh"] if FLAGS.algorithm == "uda" else settings["confidence"]
+def weight_lr_grid(settings):
+    """The η values to try: --weight_lr_grid, or the single --weight_lr."""
+    if FLAGS.weight_lr_grid == ["default"]:
+        return list(DEFAULT_WEIGHT_LR_GRIDS[FLAGS.weight_optimizer])
+    try:
+        grid = [float(v) for v in FLAGS.weight_lr_grid] or [settings["weight_lr"]]
+    except ValueError:
+        raise ConfigError(f"--weight_lr_grid must be a list of numbers, got {FLAGS.weight_lr_grid}.") from None
+    if not all(math.isfinite(v) and v > 0 for v in grid):
+        raise ConfigError(f"--weight_lr_grid must hold finite values > 0, got {grid}.")
+    return grid
+
+
+def choose_on_validation(candidates):
+    """The candidate (settings, trainer, results) whose run ends with the lowest validation loss.
+    The test set plays no part in the choice."""
+    return min(candidates, key=lambda candidate: candidate[2]["validation_loss"])
+
+
+def train(settings, data, seed, weighting, reverse=False):
+    trainer = image_ssl.make_trainer(settings, data, seed, weighting, reverse=reverse, verbose=False)
+    return trainer, trainer.run()
 
 
 def run_seed(settings, seed):
+    """Every method on one seed: ({method: metric}, {method: η}, diagnostics of ours' weights)."""
     data, _, _ = image_ssl.load_data(settings, seed)
-    accuracy, lam, wrong, confident = {}, None, None, None
-    for method, (weighting, reverse) in METHODS.items():
-        trainer = image_ssl.make_trainer(settings, data, seed, weighting, reverse=reverse, verbose=False)
-        results = trainer.run()
-        accuracy[method] = results[FLAGS.metric]
-        if method == "ours":
-            lam = trainer.weights.to_numpy()[data.unlabeled_ids]
-            probs = softmax(trainer.logits(np.asarray(trainer.source.scale(data.unlabeled_x))))
-            wrong = probs.argmax(1) != data.unlabeled_true_y
-            confident = probs.max(1) >= confidence_threshold(settings)
-    return accuracy, lam, wrong, confident
+    accuracy, chosen_lr = {}, {}
+    _, results = train(settings, data, seed, "none")
+    accuracy["base"] = results[FLAGS.metric]
+    # ours at every η, keeping the lowest final validation loss.
+    candidates = []
+    for weight_lr in weight_lr_grid(settings):
+        candidate = dict(settings, weight_lr=weight_lr)
+        candidates.append((candidate, *train(candidate, data, seed, "per_example")))
+    candidate, trainer, results = choose_on_validation(candidates)
+    accuracy["ours"], chosen_lr["ours"] = results[FLAGS.metric], candidate["weight_lr"]
+    _, reversed_results = train(candidate, data, seed, "per_example", reverse=True)
+    accuracy["ours_reversed"], chosen_lr["ours_reversed"] = reversed_results[FLAGS.metric], candidate["weight_lr"]
+    probs = softmax(trainer.logits(np.asarray(trainer.source.scale(data.unlabeled_x))))
+    diagnostics = {"lambda": trainer.weights.to_numpy()[data.unlabeled_ids],
+                   "counts": trainer.weights.counts_numpy()[data.unlabeled_ids],
+                   "wrong": probs.argmax(1) != data.unlabeled_true_y,
+                   "lambda_step_abs_mean": results["lambda"]["lambda_step_abs_mean_over_run"]}
+    return accuracy, chosen_lr, diagnostics
+
+
+def count_group_diagnostics(lam, counts, wrong, seeds):
+    """weight_diagnostics within each COUNT_GROUPS group (with its share of the examples)."""
+    out = {}
+    for name, (low, high) in COUNT_GROUPS.items():
+        inside = (counts >= low) & (counts <= high)
+        if inside.sum() >= 2:
+            out[name] = {"fraction": float(inside.mean()),
+                         **weight_diagnostics(lam[inside], wrong[inside], groups=seeds[inside])}
+        else:
+            out[name] = {"fraction": float(inside.mean())}
+    return out
 
 
 def main(argv):
     del argv
+    quiet_absl_info()
     settings = image_ssl.resolved()
+    weight_lr_grid(settings)  # refuse a bad grid before any training
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
+    json_out = FLAGS.json_out.format(algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
+    image_ssl.writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
     per_method = {m: [] for m in METHODS}
-    lambdas, wrongs, confidents = [], [], []
+    chosen = {m: [] for m in ("ours", "ours_reversed")}
+    rows = {key: [] for key in ("lambda", "counts", "wrong", "seed")}
+    movement = []
     start = time.time()
     for seed in seeds:
-        accuracy, lam, wrong, confident = run_seed(settings, seed)
+        accuracy, chosen_lr, diagnostics = run_seed(settings, seed)
         for m in METHODS:
             per_method[m].append(accuracy[m])
-        lambdas.append(lam)
-        wrongs.append(wrong)
-        confidents.append(confident)
+        for m in chosen:
+            chosen[m].append(chosen_lr[m])
+        for key in ("lambda", "counts", "wrong"):
+            rows[key].append(diagnostics[key])
+        rows["seed"].append(np.full(len(diagnostics["lambda"]), seed))
+        movement.append(diagnostics["lambda_step_abs_mean"])
         print(f"seed {seed}: " + ", ".join(f"{m} {100 * accuracy[m]:.1f}" for m in METHODS)
-              + f" [{time.time() - start:.0f}s]", flush=True)
+              + f" (η = {chosen_lr['ours']:g}) [{time.time() - start:.0f}s]", flush=True)
     methods = {m: method_summary(per_method[m]) for m in METHODS}
-    lam, wrong, confident = map(np.concatenate, (lambdas, wrongs, confidents))
+    for m in chosen:
+        methods[m]["weight_lr_per_seed"] = chosen[m]
+    methods["ours"]["lambda_step_abs_mean_per_seed"] = movement
+    lam, counts, wrong, seed_of_row = map(np.concatenate, (rows["lambda"], rows["counts"], rows["wrong"], rows["seed"]))
     results = {"dataset": FLAGS.dataset, "algorithm": FLAGS.algorithm, "seeds": seeds, "metric": FLAGS.metric,
-               "methods": methods,
-               "weights": weight_diagnostics(lam, wrong),
-               # Examples below the confidence mask never get a hypergradient, so their λ keeps its
-               # initial value whatever their pseudo-label: the diagnostics among the others.
-               "weights_confident": {"fraction": float(confident.mean()),
-                                     **weight_diagnostics(lam[confident], wrong[confident])},
+               "weight_lr_grid": weight_lr_grid(settings), "methods": methods,
+               "weights": weight_diagnostics(lam, wrong, groups=seed_of_row),
+               # An example whose hypergradient was always 0 (e.g. below the confidence mask at every Λ step
+               # that sampled it) keeps its initial λ whatever its pseudo-label: diagnostics by that count.
+               "weights_by_hypergradient_count": count_group_diagnostics(lam, counts, wrong, seed_of_row),
                "settings": settings}
-    json_out = FLAGS.json_out.format(algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
-    os.makedirs(os.path.dirname(os.path.abspath(json_out)), exist_ok=True)
     with open(json_out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"\n{FLAGS.algorithm} on {FLAGS.dataset}, {len(seeds)} seeds, {FLAGS.metric}:")
     print(format_table(methods, seeds, "base", ["ours", "ours_reversed"]))
-    for key, label in [("weights", "all unlabeled"), ("weights_confident", "above the confidence mask")]:
-        w = results[key]
-        print(f"learned weights (ours, pooled, {label}): wrong pseudo-labels "
+    groups = [("all unlabeled", results["weights"])] + [
+        (f"{name} non-zero hypergradients, {100 * w['fraction']:.0f}% of examples", w)
+        for name, w in results["weights_by_hypergradient_count"].items() if "auroc_low_weight_vs_wrong" in w]
+    for label, w in groups:
+        print(f"learned weights (ours, {label}): wrong pseudo-labels "
               f"{100 * w['wrong_pseudo_label_rate_all']:.1f}% overall vs "
               f"{100 * w['wrong_pseudo_label_rate_lowest_5pct']:.1f}% among the lowest 5% of λ; "
-              f"AUROC of -λ {w['auroc_low_weight_vs_wrong']:.3f}")
+              f"AUROC of -λ {w['auroc_low_weight_vs_wrong']:.3f} pooled, "
+              f"{w['auroc_low_weight_vs_wrong_per_seed_mean']:.3f} ± {w['auroc_low_weight_vs_wrong_per_seed_std']:.3f} per seed")
+    print(f"mean |Δλ| per Λ step (ours): {np.mean(movement):.4g}")
     print(f"results: {json_out}\ntotal time {time.time() - start:.0f}s")
 
 

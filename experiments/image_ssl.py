@@ -7,6 +7,8 @@ per-cell flag files in experiments/configs/table1/ hold the paper's.
 """
 import dataclasses
 import functools
+import math
+import os
 
 import tensorflow as tf
 from absl import flags
@@ -14,13 +16,15 @@ from absl import flags
 from influence_ssl import data as data_lib
 from influence_ssl import models
 from influence_ssl.ssl import UDA, FixMatch, PseudoLabel
+from influence_ssl.ssl.tsa import TSA_SCHEDULES
 from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
+from influence_ssl.trainer.config import INFLUENCE_METHODS, WEIGHT_OPTIMIZERS, WEIGHTING_MODES
 from influence_ssl.trainer.image_source import AugmentedImageSource
 from third_party import augment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("algorithm", "fixmatch", ["fixmatch", "uda", "pseudo_label"], "SSL algorithm.")
-flags.DEFINE_enum("dataset", "digits", ["digits", "cifar10", "svhn"], "Dataset (digits: sklearn, offline).")
+flags.DEFINE_enum("dataset", "digits", data_lib.IMAGE_DATASETS, "Dataset (digits: sklearn, offline).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory holding prepared cifar10 / svhn_cropped.")
 flags.DEFINE_bool("with_extra", False, "SVHN: add the 531,131 'extra' images to the unlabeled set.")
 flags.DEFINE_integer("num_labeled", None, "Labeled examples (class-balanced, seeded).")
@@ -38,15 +42,16 @@ flags.DEFINE_float("ema", None, "EMA decay of the evaluated weights (0: none).")
 flags.DEFINE_float("confidence", None, "FixMatch confidence threshold τ (>=).")
 flags.DEFINE_float("uda_softmax_temp", None, "UDA target temperature T.")
 flags.DEFINE_float("uda_confidence_thresh", None, "UDA confidence mask β (>, 0 = no mask).")
-flags.DEFINE_enum("tsa", None, ["none", "linear", "log", "exp"], "UDA training signal annealing.")
-flags.DEFINE_enum("weighting", "per_example", ["per_example", "single", "none"],
+flags.DEFINE_enum("tsa", None, TSA_SCHEDULES, "UDA training signal annealing.")
+flags.DEFINE_enum("weighting", "per_example", WEIGHTING_MODES,
                   "per_example (ours), single (one learned λ), none (the base algorithm).")
 flags.DEFINE_integer("inner_steps", None, "θ steps per Λ step [N] (paper: 100 UDA, 512 FixMatch).")
 flags.DEFINE_float("weight_lr", None, "M-Adam step size of Λ [η] (paper: 0.01).")
 flags.DEFINE_float("weight_init", None, "Initial λ (paper: 5 for UDA, CIFAR-10, 250 labels; else 1).")
 flags.DEFINE_integer("weight_warmup", None, "θ steps before the first Λ step (paper: 20k).")
-flags.DEFINE_enum("weight_optimizer", "madam", ["madam", "adam", "sgd"], "Optimizer of Λ (Fig. 4 centre).")
-flags.DEFINE_enum("influence", "exact", ["exact", "identity", "neumann", "cg"], "Inverse Hessian (Sec. 4.3).")
+flags.DEFINE_enum("weight_optimizer", "madam", WEIGHT_OPTIMIZERS, "Optimizer of Λ (Fig. 4 centre).")
+flags.DEFINE_enum("influence", "exact", INFLUENCE_METHODS, "Inverse Hessian (Sec. 4.3).")
+flags.DEFINE_bool("binary_reparam", False, "Two classes only: influence on one logit f with logits (f, -f) (App. D).")
 flags.DEFINE_integer("validation_batch", None, "Validation batch V' of a Λ step (paper: 320).")
 flags.DEFINE_integer("eval_every", None, "Evaluate every this many steps (FixMatch: 1024 = 64 kimg).")
 flags.DEFINE_integer("log_every", None, "Progress line every this many steps.")
@@ -71,6 +76,7 @@ class Preset:
     uda_softmax_temp: float = 1.0
     uda_confidence_thresh: float = 0.0
     tsa: str = "none"
+    unlabeled_rampup: int = 0
     inner_steps: int = 512
     weight_lr: float = 0.01
     weight_warmup: int = 20_000
@@ -82,8 +88,12 @@ class Preset:
     checkpoint_every: int = 1024 * 16
 
 
-# The original codebases' values (ref: shared/ref/ssl_anchors.md §2, §3).
+# The original codebases' values (ref: shared/ref/ssl_anchors.md §2, §3; FixMatch's pseudo_label.py).
 PRESETS = {
+    # FixMatch's pseudo_label.py: μ = 1, threshold 0.95, the unsupervised term ramped up over the first
+    # 40% of training (warmup_pos). The paper runs Pseudo-Label only on the synthetic data; N is FixMatch's.
+    "pseudo_label": Preset(steps=2**20, batch=64, uratio=1, lr=0.03, wd=5e-4, ema=0.999,
+                           lr_schedule="fixmatch_cosine", unlabeled_rampup=int(0.4 * 2**20), inner_steps=512),
     "fixmatch": Preset(steps=2**20, batch=64, uratio=7, lr=0.03, wd=5e-4, ema=0.999,
                        lr_schedule="fixmatch_cosine", inner_steps=512),
     "uda_paper": Preset(steps=400_000, batch=64, uratio=5, lr=0.03, wd=5e-4, ema=0.0, lr_schedule="uda_cosine",
@@ -105,13 +115,14 @@ DIGITS = dict(steps=1000, batch=32, uratio=3, lr=0.03, num_labeled=50, num_valid
 def resolved():
     """The effective settings: explicit flags over the digits defaults over the algorithm's preset."""
     key = FLAGS.algorithm if FLAGS.algorithm != "uda" else f"uda_{FLAGS.uda_preset}"
-    preset = PRESETS.get(key, PRESETS["fixmatch"])
+    preset = PRESETS[key]
     values = dataclasses.asdict(preset)
     if FLAGS.dataset == "digits":
         values.update(DIGITS)
-        # Keep the preset's shape at the shorter length: the same warm-up fraction, and an EMA
+        # Keep the preset's shape at the shorter length: the same warm-up fractions, and an EMA
         # (if any) short enough to follow 1,000 steps.
         values["lr_warmup"] = round(preset.lr_warmup * DIGITS["steps"] / preset.steps)
+        values["unlabeled_rampup"] = round(preset.unlabeled_rampup * DIGITS["steps"] / preset.steps)
         values["ema"] = 0.99 if preset.ema > 0 else 0.0
     for name in values:
         if name in FLAGS and FLAGS[name].value is not None:
@@ -119,14 +130,54 @@ def resolved():
     values["weight_init"] = FLAGS.weight_init if FLAGS.weight_init is not None else (
         5.0 if (FLAGS.algorithm == "uda" and FLAGS.dataset == "cifar10" and values["num_labeled"] == 250) else 1.0)
     values["arch"] = FLAGS.arch or ("small_cnn" if FLAGS.dataset == "digits" else "wrn28_2")
+    check_settings(values)
     return values
+
+
+def check_settings(settings):
+    """ConfigError for a value that cannot run, before any data is read or model built. The sizes
+    that depend on the data are checked when the split is made, the rest by TrainConfig.validate."""
+    for name in ("num_labeled", "num_validation", "batch", "uratio"):
+        if settings[name] < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {settings[name]}.")
+    for name, value in settings.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{name} must be a finite number, got {value}.")
+    if not 0 <= settings["confidence"] <= 1:
+        raise ConfigError(f"--confidence must be in [0, 1], got {settings['confidence']}.")
+    if not 0 <= settings["uda_confidence_thresh"] < 1:
+        raise ConfigError(f"--uda_confidence_thresh must be in [0, 1), got {settings['uda_confidence_thresh']}.")
+    if settings["uda_softmax_temp"] <= 0:
+        raise ConfigError(f"--uda_softmax_temp must be > 0, got {settings['uda_softmax_temp']}.")
+    if FLAGS.with_extra and FLAGS.dataset != "svhn":
+        raise ConfigError(f"--with_extra applies to --dataset=svhn only, not {FLAGS.dataset}.")
+    if FLAGS.binary_reparam and FLAGS.dataset in data_lib.IMAGE_DATASETS:
+        raise ConfigError(f"--binary_reparam needs two classes; {FLAGS.dataset} has 10.")
+    train_config(settings, 0, FLAGS.weighting).validate(settings["num_labeled"], math.inf, settings["num_validation"])
+
+
+def writable_dir(path, flag="--train_dir"):
+    """Create `path` if needed; ConfigError (one line) if it cannot be written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"Cannot write to {flag}={path!r}: {e.strerror or e}.") from None
+    return path
 
 
 def load_data(settings, seed):
     """(SSLData, split, metadata) of the seeded split; a missing TFDS dataset raises
-    DatasetNotFoundError before any model exists."""
-    return data_lib.image_ssl_data(FLAGS.dataset, settings["num_labeled"], settings["num_validation"], seed,
-                                   data_dir=FLAGS.data_dir, with_extra=FLAGS.with_extra, return_split=True)
+    DatasetNotFoundError, sizes that do not fit the dataset ConfigError, before any model exists."""
+    try:
+        return data_lib.image_ssl_data(FLAGS.dataset, settings["num_labeled"], settings["num_validation"], seed,
+                                       data_dir=FLAGS.data_dir, with_extra=FLAGS.with_extra, return_split=True)
+    except data_lib.SplitSizeError as e:
+        raise ConfigError(f"--num_labeled={settings['num_labeled']} with --num_validation="
+                          f"{settings['num_validation']} does not fit {FLAGS.dataset}: {e}") from None
 
 
 def make_algorithm(settings):
@@ -135,13 +186,14 @@ def make_algorithm(settings):
     if FLAGS.algorithm == "uda":
         return UDA(settings["uda_softmax_temp"], settings["uda_confidence_thresh"], settings["tsa"],
                    total_steps=settings["steps"])
-    return PseudoLabel(settings["confidence"])
+    return PseudoLabel(settings["confidence"])  # the pseudo_label preset: FixMatch's pseudo_label.py
 
 
 def make_augmentations():
-    """(weak, strong, probe) for the source. SVHN is not flipped (FixMatch, UDA). With CTAugment
-    the strong view is CTA on top of the weak view, and CTA's rates learn from labeled probes."""
-    flip = FLAGS.dataset != "svhn"
+    """(weak, strong, probe) for the source. Only datasets whose class survives a mirror are flipped
+    (data.HORIZONTAL_FLIP: not SVHN, not digits). With CTAugment the strong view is CTA on top of the
+    weak view, and CTA's rates learn from labeled probes."""
+    flip = data_lib.flips_horizontally(FLAGS.dataset)
     weak = functools.partial(augment.weak_augment_batch, flip=flip)
     if FLAGS.algorithm == "uda":
         return weak, functools.partial(augment.strong_batch_uda, flip=flip), None
@@ -170,7 +222,8 @@ def train_config(settings, seed, weighting, reverse=False):
         unlabeled_batch=settings["batch"] * settings["uratio"], validation_batch=settings["validation_batch"],
         inner_steps=settings["inner_steps"], weight_lr=settings["weight_lr"], weight_init=settings["weight_init"],
         weight_warmup=settings["weight_warmup"], weighting=weighting, weight_optimizer=FLAGS.weight_optimizer,
-        influence=FLAGS.influence, reverse_hypergradient=reverse, optimizer="nesterov", lr=settings["lr"],
+        influence=FLAGS.influence, reverse_hypergradient=reverse, binary_reparam=FLAGS.binary_reparam,
+        unlabeled_rampup=settings["unlabeled_rampup"], optimizer="nesterov", lr=settings["lr"],
         lr_schedule=settings["lr_schedule"], lr_warmup=settings["lr_warmup"],
         min_lr_ratio=settings["min_lr_ratio"], weight_decay=settings["wd"],
         weight_decay_on=settings["weight_decay_on"], ema_decay=settings["ema"], ema_scope=settings["ema_scope"],

@@ -12,7 +12,9 @@ learned weights relate to wrong pseudo-labels.
   python -m experiments.synthetic --dataset=moons --seeds=10 --first_seed=0 \
       --json_out=out/synthetic_moons.json --plot_dir=out/plots
 """
+import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -20,6 +22,7 @@ import time
 import numpy as np
 from absl import app, flags
 
+from experiments import quiet_absl_info
 from influence_ssl.data import SYNTHETIC_DATASETS, make_synthetic
 from influence_ssl.influence import DEFAULT_DAMPING
 from influence_ssl.metrics import softmax, weight_diagnostics
@@ -27,6 +30,7 @@ from influence_ssl.models import two_layer_mlp
 from influence_ssl.report import format_table, method_summary
 from influence_ssl.ssl import PseudoLabel
 from influence_ssl.trainer import ConfigError, InMemorySource, TrainConfig, Trainer
+from influence_ssl.trainer.config import INFLUENCE_METHODS, WEIGHT_OPTIMIZERS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "moons", SYNTHETIC_DATASETS, "Synthetic dataset (Sec. 4.1).")
@@ -51,9 +55,11 @@ flags.DEFINE_integer("inner_steps", 10, "θ steps between Λ steps [N].")
 flags.DEFINE_float("weight_lr", 0.01, "M-Adam step size of Λ [η] (paper: 0.01).")
 flags.DEFINE_float("weight_init", 1.0, "Initial λ_u, and the fixed λ of pseudo_label (paper: 1).")
 flags.DEFINE_integer("weight_warmup", 200, "θ steps before the first Λ step.")
-flags.DEFINE_enum("weight_optimizer", "madam", ["madam", "adam", "sgd"], "Optimizer of Λ.")
-flags.DEFINE_enum("influence", "exact", ["exact", "identity", "neumann", "cg"], "Inverse-Hessian method.")
+flags.DEFINE_enum("weight_optimizer", "madam", WEIGHT_OPTIMIZERS, "Optimizer of Λ.")
+flags.DEFINE_enum("influence", "exact", INFLUENCE_METHODS, "Inverse-Hessian method.")
 flags.DEFINE_float("influence_damping", DEFAULT_DAMPING, "Damping of the last-layer Hessian, relative to mean(diag H).")
+flags.DEFINE_bool("binary_reparam", False, "Influence on one logit f with logits (f, -f) (App. D; the paper "
+                  "uses it for IMDb, not for Sec. 4.1).")
 flags.DEFINE_list("tuned_grid", ["0.1", "0.3", "1", "3"], "λ grid of pseudo_label_tuned.")
 flags.DEFINE_list("plot_iterations", ["1", "10", "30"], "Λ iterations drawn in Fig. 1/2 (plus final).")
 
@@ -67,11 +73,9 @@ def base_config(seed, **overrides):
         weight_lr=FLAGS.weight_lr, weight_init=FLAGS.weight_init, weight_warmup=FLAGS.weight_warmup,
         weighting="none", weight_optimizer=FLAGS.weight_optimizer, influence=FLAGS.influence,
         influence_damping=FLAGS.influence_damping, unlabeled_rampup=FLAGS.unlabeled_rampup,
-        optimizer="adam", lr=FLAGS.lr, weight_decay=FLAGS.weight_decay, seed=seed,
-        log_every=FLAGS.steps, eval_every=FLAGS.steps, checkpoint_every=FLAGS.steps)
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
+        binary_reparam=FLAGS.binary_reparam, optimizer="adam", lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
+        seed=seed, log_every=FLAGS.steps, eval_every=FLAGS.steps, checkpoint_every=FLAGS.steps)
+    return dataclasses.replace(config, **overrides)
 
 
 def train(data, config, callbacks=()):
@@ -146,16 +150,29 @@ def check_flags():
             raise ConfigError(f"--{name} must be >= 1, got {FLAGS[name].value}.")
     if FLAGS.num_labeled < 2:
         raise ConfigError("--num_labeled must be >= 2 (one example of each class).")
+    if not 0.0 <= FLAGS.pl_threshold <= 1.0:  # also refuses nan
+        raise ConfigError(f"--pl_threshold must be in [0, 1], got {FLAGS.pl_threshold}.")
+    try:
+        grid = [float(v) for v in FLAGS.tuned_grid]
+    except ValueError:
+        raise ConfigError(f"--tuned_grid must be a list of numbers, got {FLAGS.tuned_grid}.") from None
+    if not grid or not all(math.isfinite(v) and v >= 0 for v in grid):
+        raise ConfigError(f"--tuned_grid must be finite values >= 0, got {FLAGS.tuned_grid}.")
+    try:
+        [int(k) for k in FLAGS.plot_iterations]
+    except ValueError:
+        raise ConfigError(f"--plot_iterations must be integers, got {FLAGS.plot_iterations}.") from None
     base_config(FLAGS.first_seed).validate(FLAGS.num_labeled, FLAGS.num_unlabeled, FLAGS.num_validation)
 
 
 def main(argv):
     del argv
+    quiet_absl_info()
     check_flags()
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
     json_out = FLAGS.json_out.format(dataset=FLAGS.dataset)
     per_method = {m: [] for m in METHODS}
-    lambdas, wrong, tuned = [], [], []
+    lambdas, wrong, tuned, seed_of_row = [], [], [], []
     figure_data = None
     start = time.time()
     for i, seed in enumerate(seeds):
@@ -170,6 +187,7 @@ def main(argv):
             per_method[m].append(accuracy[m])
         lambdas.append(extras["lambda"])
         wrong.append(extras["final_pred"] != data.unlabeled_true_y)
+        seed_of_row.append(np.full(len(extras["lambda"]), seed))
         tuned.append(extras["tuned_lambda"])
         if snapshots:
             figure_data = (data, snapshots, extras)
@@ -181,7 +199,8 @@ def main(argv):
         "dataset": FLAGS.dataset,
         "seeds": seeds,
         "methods": methods,
-        "weights": weight_diagnostics(np.concatenate(lambdas), np.concatenate(wrong)),
+        "weights": weight_diagnostics(np.concatenate(lambdas), np.concatenate(wrong),
+                                      groups=np.concatenate(seed_of_row)),
         "tuned_lambda_per_seed": tuned,
         "flags": {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])},
     }
@@ -193,8 +212,10 @@ def main(argv):
     print(format_table(methods, seeds, "pseudo_label", ["ours", "ours_reversed", "pseudo_label_tuned"]))
     w = results["weights"]
     print(f"\nlearned weights (ours, pooled over seeds): wrong pseudo-labels {100 * w['wrong_pseudo_label_rate_all']:.1f}% "
-          f"overall vs {100 * w['wrong_pseudo_label_rate_lowest_5pct']:.1f}% among the lowest 5% of λ; "
-          f"AUROC of -λ for wrong pseudo-labels {w['auroc_low_weight_vs_wrong']:.3f}")
+          f"overall vs {100 * w['wrong_pseudo_label_rate_lowest_5pct']:.1f}% among the lowest 5% of λ (ties by "
+          f"expected share); AUROC of -λ for wrong pseudo-labels {w['auroc_low_weight_vs_wrong']:.3f} pooled, "
+          f"{w['auroc_low_weight_vs_wrong_per_seed_mean']:.3f} ± {w['auroc_low_weight_vs_wrong_per_seed_std']:.3f} "
+          f"per seed")
     print(f"\nresults: {json_out}")
     if figure_data:
         from experiments import synthetic_plots

@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags
 
-from experiments import image_ssl
+from experiments import image_ssl, quiet_absl_info
 from influence_ssl.data import DatasetNotFoundError, save_split
 from influence_ssl.trainer import CheckpointError, ConfigError, TrainingDiverged
 
@@ -27,10 +27,11 @@ flags.DEFINE_bool("reverse_hypergradient", False, "Control: flip the hypergradie
 
 def main(argv):
     del argv
+    quiet_absl_info()
     settings = image_ssl.resolved()
+    image_ssl.writable_dir(FLAGS.train_dir)
     data, split, metadata = image_ssl.load_data(settings, FLAGS.seed)
     print(data.summary(), flush=True)
-    os.makedirs(FLAGS.train_dir, exist_ok=True)
     save_split(os.path.join(FLAGS.train_dir, "split.json"), split, dataset=FLAGS.dataset)
     strategy = image_ssl.make_strategy()
     print(f"{strategy.num_replicas_in_sync} replica(s): {type(strategy).__name__}", flush=True)

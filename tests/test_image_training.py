@@ -139,6 +139,9 @@ def test_table1_flag_files_resolve_to_the_paper_values(path):
     assert s["num_validation"] == 1024 and s["arch"] == "wrn28_2"
     if FLAGS.weighting == "per_example":
         assert s["weight_lr"] == 0.01 and s["weight_warmup"] == 20_000 and s["validation_batch"] == 320
+        if FLAGS.algorithm == "fixmatch":  # the paper gives these for UDA only: say so in the file
+            with open(path) as f:
+                assert "ASSUMED" in f.read()
     if FLAGS.algorithm == "fixmatch":
         assert (s["steps"], s["batch"], s["uratio"], s["lr"], s["ema"]) == (2**20, 64, 7, 0.03, 0.999)
         assert s["inner_steps"] == 512 and FLAGS.augment == "cta"
@@ -193,3 +196,53 @@ def test_image_run_with_ema_and_ctaugment_resumes_exactly(tmp_path):
     np.testing.assert_array_equal(whole.weights.to_numpy(), resumed.weights.to_numpy())
     np.testing.assert_array_equal(whole.source.probe.rates.numpy(), resumed.source.probe.rates.numpy())
     assert not np.all(whole.source.probe.rates.numpy() == 1.0)
+
+
+
+@pytest.mark.parametrize("algorithm", ["fixmatch", "uda"])
+@pytest.mark.parametrize("dataset,flips", [("digits", False), ("svhn", False), ("cifar10", True)])
+def test_only_mirror_invariant_datasets_are_flipped(monkeypatch, algorithm, dataset, flips):
+    """Digits (sklearn, SVHN) are never mirrored, in the weak or the strong view: with the random flip
+    replaced by an unconditional mirror, their views do not change; CIFAR-10's do."""
+    parse_flags([f"--algorithm={algorithm}", f"--dataset={dataset}"])
+    weak, strong, _ = image_ssl.make_augmentations()
+    images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 1)), tf.float32)
+    seed = tf.constant([3, 4], tf.int64)
+    plain = [augment(images, seed).numpy() for augment in (weak, strong)]
+    monkeypatch.setattr(tf.image, "stateless_random_flip_left_right", lambda image, seed: tf.reverse(image, [1]))
+    always_mirrored = [augment(images, seed).numpy() for augment in (weak, strong)]
+    for before, after in zip(plain, always_mirrored):
+        assert np.array_equal(before, after) != flips
+
+
+def test_theta_optimizer_is_tf1_nesterov_momentum_under_the_uda_warmup():
+    """FixMatch and UDA train θ with TF1's MomentumOptimizer(use_nesterov=True): accum = μ·accum + g,
+    θ -= lr_t·(g + μ·accum). During UDA's linear warm-up this differs from tf_keras SGD."""
+    from influence_ssl.trainer.trainer import make_theta_optimizer
+
+    config = TrainConfig(steps=100, optimizer="nesterov", lr=0.03, lr_schedule="uda_cosine", lr_warmup=20)
+    optimizer = make_theta_optimizer(config)
+    var = tf.Variable([1.0, -2.0], dtype=tf.float64)
+    theta, accum = np.array([1.0, -2.0]), np.zeros(2)
+    for step in range(5):
+        grad = np.array([0.5, 1.5]) * (step + 1)
+        optimizer.apply_gradients([(tf.constant(grad), var)])
+        lr = 0.03 * step / 20  # linear warm-up from 0, evaluated at the step before the increment
+        accum = 0.9 * accum + grad
+        theta = theta - lr * (grad + 0.9 * accum)
+    np.testing.assert_allclose(var.numpy(), theta, rtol=1e-6)
+
+
+@pytest.mark.parametrize("build", [lambda: small_cnn(10, (8, 8, 1), seed=0),
+                                   lambda: __import__("influence_ssl.models", fromlist=["x"]).wide_resnet_28_2(
+                                       10, variant="fixmatch", input_shape=(32, 32, 3), seed=0)],
+                         ids=["small_cnn", "wrn28_2_fixmatch"])
+def test_kernel_decay_takes_every_kernel_and_nothing_else(build):
+    """FixMatch decays conv and dense kernels only: here, exactly the variables of rank >= 2 (conv
+    biases, BN gamma/beta and the head's bias are vectors)."""
+    from influence_ssl.trainer.trainer import decayed_variables
+
+    model = build()
+    got = {id(v) for v in decayed_variables(model, "kernels")}
+    assert got == {id(v) for v in model.trainable_variables if v.shape.rank >= 2}
+    assert {id(v) for v in decayed_variables(model, "all")} == {id(v) for v in model.trainable_variables}

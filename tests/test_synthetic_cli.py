@@ -29,7 +29,10 @@ def test_json_has_the_documented_keys_and_pictures_are_written(tmp_path):
         assert summary["mean"] == pytest.approx(sum(summary["test_accuracy"]) / 2)
         assert summary["std"] >= 0
     assert set(data["weights"]) == {"wrong_pseudo_label_rate_all", "wrong_pseudo_label_rate_lowest_5pct",
-                                    "auroc_low_weight_vs_wrong"}
+                                    "auroc_low_weight_vs_wrong", "auroc_low_weight_vs_wrong_per_seed",
+                                    "auroc_low_weight_vs_wrong_per_seed_mean", "auroc_low_weight_vs_wrong_per_seed_std"}
+    assert len(data["weights"]["auroc_low_weight_vs_wrong_per_seed"]) == 2
+    assert "cuInit" not in result.stderr and "oneDNN" not in result.stderr  # TF's C++ start-up logs are hidden
     assert "paired differences" in result.stdout and "ours - pseudo_label" in result.stdout
     for name in ["circles_iterations.png", "circles_weight_vs_margin.png"]:
         assert (tmp_path / "plots" / name).stat().st_size > 10_000
@@ -39,6 +42,10 @@ def test_json_has_the_documented_keys_and_pictures_are_written(tmp_path):
     ("--unlabeled_batch=5000", "larger than the 1000 unlabeled"),
     ("--weight_lr=-1", "--weight_lr must be >= 0"),
     ("--num_labeled=0", "num_labeled must be >= 1"),
+    ("--weight_lr=nan", "--weight_lr must be a finite number"),
+    ("--lr=inf", "--lr must be a finite number"),
+    ("--pl_threshold=1.5", "--pl_threshold must be in [0, 1]"),
+    ("--tuned_grid=0.3,x", "--tuned_grid must be a list of numbers"),
 ])
 def test_bad_flags_exit_nonzero_with_a_clear_message(tmp_path, flag, message):
     result = run(["--seeds=1", flag, f"--json_out={tmp_path / 'r.json'}", "--plot_dir="])

@@ -1,0 +1,76 @@
+r"""A picture of what the model sees: labeled (weak), unlabeled weak, unlabeled strong and validation
+images of one θ step and one Λ step, exactly as the trainer's data source produces them.
+
+  python -m experiments.view_inputs --algorithm=fixmatch --dataset=digits --out=out/inputs_fixmatch_digits.png
+
+Takes the same flags as experiments.train (dataset, algorithm, augment, num_labeled, ...). Check
+every augmentation and default against the data: no mirrored digits, sensible fill and cutout.
+"""
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from experiments import image_ssl, quiet_absl_info
+from influence_ssl.data import DatasetNotFoundError
+from influence_ssl.trainer import ConfigError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("seed", 1, "Seed of the split and the augmentations.")
+flags.DEFINE_integer("step", 0, "θ step (and Λ step) whose batches are drawn.")
+flags.DEFINE_integer("per_row", 16, "Images per row.")
+flags.DEFINE_string("out", "out/inputs_{algorithm}_{dataset}.png", "Where the PNG goes.")
+
+ROWS = (("labeled_x", "labeled (weak)"), ("unlabeled_weak", "unlabeled, weak"),
+        ("unlabeled_strong", "unlabeled, strong"), ("val_x", "validation"))
+
+
+def to_display(images):
+    """[N, H, W, C] in [-1, 1] -> [N, H, W, 3] in [0, 1]."""
+    images = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
+def main(argv):
+    del argv
+    quiet_absl_info()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = image_ssl.resolved()
+    data, _, _ = image_ssl.load_data(settings, FLAGS.seed)
+    trainer = image_ssl.make_trainer(settings, data, FLAGS.seed, "none", verbose=False)
+    batches = {**{k: v.numpy() for k, v in trainer.source.train_batch(FLAGS.step).items()},
+               **{k: v.numpy() for k, v in trainer.source.outer_batch(FLAGS.step).items() if k == "val_x"}}
+    n = FLAGS.per_row
+    fig, axes = plt.subplots(len(ROWS), n, figsize=(n * 0.8, len(ROWS) * 0.95))
+    for row, (key, title) in enumerate(ROWS):
+        images = to_display(batches[key][:n])
+        for col in range(n):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col < len(images):
+                ax.imshow(images[col], interpolation="nearest")
+            if col == 0:
+                ax.set_title(title, fontsize=7, loc="left")
+    fig.suptitle(f"{FLAGS.algorithm} on {FLAGS.dataset}: inputs at step {FLAGS.step} (seed {FLAGS.seed}); "
+                 f"unlabeled columns are the same images", fontsize=8)
+    out = FLAGS.out.format(algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    print(f"inputs: {out}")
+
+
+def run():
+    try:
+        app.run(main)
+    except (ConfigError, DatasetNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()

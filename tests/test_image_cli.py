@@ -1,0 +1,64 @@
+"""experiments.train and experiments.compare on bad input: one line on stderr, exit code 2, no traceback."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(module, args, timeout=300):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--num_labeled=-5", "--num_labeled must be >= 1"),
+    ("--num_labeled=5000", "does not fit digits"),
+    ("--num_validation=2000", "does not fit digits"),
+    ("--confidence=1.5", "--confidence must be in [0, 1]"),
+    ("--weight_lr=nan", "--weight_lr must be a finite number"),
+    ("--lr=inf", "--lr must be a finite number"),
+    ("--uda_softmax_temp=0", "--uda_softmax_temp must be > 0"),
+    ("--batch=0", "--batch must be >= 1"),
+    ("--with_extra", "--with_extra applies to --dataset=svhn only"),
+    ("--train_dir={file}/run", "Cannot write to --train_dir"),
+])
+def test_train_refuses_bad_input_in_one_line(tmp_path, flag, message):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = run("experiments.train", [flag.format(file=blocker), f"--train_dir={tmp_path / 'run'}"]
+                 if "train_dir" not in flag else [flag.format(file=blocker)])
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "run" / "ckpt")  # nothing written before the check
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--metric=best_test_accuracy", "best_test_accuracy"),  # a test-selected number is not offered
+    ("--weight_lr_grid=0.01,abc", "--weight_lr_grid must be a list of numbers"),
+    ("--weight_lr_grid=0.01,-1", "--weight_lr_grid must hold finite values > 0"),
+])
+def test_compare_refuses_bad_input(tmp_path, flag, message):
+    result = run("experiments.compare", [flag, "--seeds=1", f"--json_out={tmp_path / 'r.json'}"])
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+    assert "cuInit" not in result.stderr
+
+
+def test_step_size_is_chosen_on_validation_loss_never_test():
+    from experiments.compare import choose_on_validation
+
+    candidates = [({"weight_lr": 0.01}, None, {"validation_loss": 0.40, "test_accuracy": 0.99}),
+                  ({"weight_lr": 0.04}, None, {"validation_loss": 0.30, "test_accuracy": 0.50}),
+                  ({"weight_lr": 0.10}, None, {"validation_loss": 0.35, "test_accuracy": 0.98})]
+    assert choose_on_validation(candidates)[0]["weight_lr"] == 0.04
+
+
+def test_view_inputs_writes_the_grid_of_what_the_model_sees(tmp_path):
+    out = tmp_path / "inputs.png"
+    result = run("experiments.view_inputs", ["--algorithm=uda", "--dataset=digits", f"--out={out}"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.stat().st_size > 10_000
