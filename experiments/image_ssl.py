@@ -18,7 +18,7 @@ from influence_ssl import models
 from influence_ssl.ssl import UDA, FixMatch, PseudoLabel
 from influence_ssl.ssl.tsa import TSA_SCHEDULES
 from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
-from influence_ssl.trainer.config import INFLUENCE_METHODS, WEIGHT_OPTIMIZERS, WEIGHTING_MODES
+from influence_ssl.trainer.config import INFLUENCE_METHODS, INFLUENCE_SCOPES, WEIGHT_OPTIMIZERS, WEIGHTING_MODES
 from influence_ssl.trainer.image_source import AugmentedImageSource
 from third_party import augment
 
@@ -51,6 +51,9 @@ flags.DEFINE_float("weight_init", None, "Initial λ (paper: 5 for UDA, CIFAR-10,
 flags.DEFINE_integer("weight_warmup", None, "θ steps before the first Λ step (paper: 20k).")
 flags.DEFINE_enum("weight_optimizer", "madam", WEIGHT_OPTIMIZERS, "Optimizer of Λ (Fig. 4 centre).")
 flags.DEFINE_enum("influence", "exact", INFLUENCE_METHODS, "Inverse Hessian (Sec. 4.3).")
+flags.DEFINE_enum("influence_scope", "head", INFLUENCE_SCOPES,
+                  "head (the paper's method) or last_block (the last residual unit + final BN + head, by HVPs: "
+                  "the Sec. 4.3 baselines; use with --influence=neumann|cg).")
 flags.DEFINE_bool("binary_reparam", False, "Two classes only: influence on one logit f with logits (f, -f) (App. D).")
 flags.DEFINE_integer("validation_batch", None, "Validation batch V' of a Λ step (paper: 320).")
 flags.DEFINE_integer("eval_every", None, "Evaluate every this many steps (FixMatch: 1024 = 64 kimg).")
@@ -222,7 +225,8 @@ def train_config(settings, seed, weighting, reverse=False):
         unlabeled_batch=settings["batch"] * settings["uratio"], validation_batch=settings["validation_batch"],
         inner_steps=settings["inner_steps"], weight_lr=settings["weight_lr"], weight_init=settings["weight_init"],
         weight_warmup=settings["weight_warmup"], weighting=weighting, weight_optimizer=FLAGS.weight_optimizer,
-        influence=FLAGS.influence, reverse_hypergradient=reverse, binary_reparam=FLAGS.binary_reparam,
+        influence=FLAGS.influence, influence_scope=FLAGS.influence_scope, reverse_hypergradient=reverse,
+        binary_reparam=FLAGS.binary_reparam,
         unlabeled_rampup=settings["unlabeled_rampup"], optimizer="nesterov", lr=settings["lr"],
         lr_schedule=settings["lr_schedule"], lr_warmup=settings["lr_warmup"],
         min_lr_ratio=settings["min_lr_ratio"], weight_decay=settings["wd"],

@@ -30,7 +30,7 @@ from influence_ssl.models import two_layer_mlp
 from influence_ssl.report import format_table, method_summary
 from influence_ssl.ssl import PseudoLabel
 from influence_ssl.trainer import ConfigError, InMemorySource, TrainConfig, Trainer
-from influence_ssl.trainer.config import INFLUENCE_METHODS, WEIGHT_OPTIMIZERS
+from influence_ssl.trainer.config import INFLUENCE_METHODS, INFLUENCE_SCOPES, WEIGHT_OPTIMIZERS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "moons", SYNTHETIC_DATASETS, "Synthetic dataset (Sec. 4.1).")
@@ -57,6 +57,8 @@ flags.DEFINE_float("weight_init", 1.0, "Initial λ_u, and the fixed λ of pseudo
 flags.DEFINE_integer("weight_warmup", 200, "θ steps before the first Λ step.")
 flags.DEFINE_enum("weight_optimizer", "madam", WEIGHT_OPTIMIZERS, "Optimizer of Λ.")
 flags.DEFINE_enum("influence", "exact", INFLUENCE_METHODS, "Inverse-Hessian method.")
+flags.DEFINE_enum("influence_scope", "head", INFLUENCE_SCOPES,
+                  "head (the paper's) or last_block (the last hidden layer + head, by HVPs: Sec. 4.3 baselines).")
 flags.DEFINE_float("influence_damping", DEFAULT_DAMPING, "Damping of the last-layer Hessian, relative to mean(diag H).")
 flags.DEFINE_bool("binary_reparam", False, "Influence on one logit f with logits (f, -f) (App. D; the paper "
                   "uses it for IMDb, not for Sec. 4.1).")
@@ -72,6 +74,7 @@ def base_config(seed, **overrides):
         validation_batch=FLAGS.num_validation, inner_steps=FLAGS.inner_steps,
         weight_lr=FLAGS.weight_lr, weight_init=FLAGS.weight_init, weight_warmup=FLAGS.weight_warmup,
         weighting="none", weight_optimizer=FLAGS.weight_optimizer, influence=FLAGS.influence,
+        influence_scope=FLAGS.influence_scope,
         influence_damping=FLAGS.influence_damping, unlabeled_rampup=FLAGS.unlabeled_rampup,
         binary_reparam=FLAGS.binary_reparam, optimizer="adam", lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
         seed=seed, log_every=FLAGS.steps, eval_every=FLAGS.steps, checkpoint_every=FLAGS.steps)

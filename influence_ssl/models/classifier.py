@@ -13,12 +13,21 @@ class Classifier(keras.Model):
       backbone: a tf_keras model or layer mapping inputs to features [B, D].
       num_classes: K, the width of the Dense head.
       head_initializer: kernel initializer of the head.
+      last_block: names of the backbone's layers that form its last block (the parameters, with the
+        head's, of the Sec. 4.3 baselines' influence), or None if the model does not name one.
     """
 
-    def __init__(self, backbone, num_classes, head_initializer="glorot_uniform", **kwargs):
+    def __init__(self, backbone, num_classes, head_initializer="glorot_uniform", last_block=None, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.head = keras.layers.Dense(num_classes, kernel_initializer=head_initializer, name="head")
+        self.last_block = tuple(last_block) if last_block else ()
+
+    def last_block_variables(self):
+        """Trainable variables of the backbone's last block (not the head), in layer order."""
+        if not self.last_block:
+            raise ValueError(f"Model {self.name!r} does not name a last block.")
+        return [v for name in self.last_block for v in self.backbone.get_layer(name).trainable_variables]
 
     def features(self, x, training=False):
         """Penultimate features [B, D]."""

@@ -124,8 +124,12 @@ def wide_resnet(num_classes=10, variant="fixmatch", input_shape=(32, 32, 3), see
     x = bn_act(x, "final")
     embedding = L.GlobalAveragePooling2D(name="pool")(x)
     backbone = keras.Model(inputs, embedding, name="backbone")
+    # The last block of Sec. 4.3: the last residual unit of the last stage, and the final BN before pooling.
+    last = f"s{num_stages - 1}_b{repeat - 1}"
+    last_block = [f"{last}_pre_bn", f"{last}_conv1", f"{last}_mid_bn", f"{last}_conv2", "final_bn"]
     model = Classifier(backbone, num_classes,
                        head_initializer=head_initializer(variant, num_classes, seeds.next()),
+                       last_block=[n for n in last_block if backbone.get_layer(n).trainable_variables],
                        name=name or f"wrn_{6 * repeat + 4}_{filters // 16}_{variant}")
     model.build((None, *input_shape))
     return model

@@ -7,7 +7,7 @@ constant targets that the last-layer influence needs (Sec. 3.1): for every unlab
 ℓ_U(u) must equal CE(target_u, head(feature_u)) with the mask folded into the target.
 """
 import dataclasses
-from typing import Dict
+from typing import Dict, Optional
 
 import tensorflow as tf
 
@@ -25,6 +25,8 @@ class SSLLosses:
       unlabeled_targets: [U, K] constant targets, mask folded in (an all-zero row is an
         example whose ℓ_U is exactly zero, so its hypergradient is zero too).
       metrics: scalar summaries for logs (e.g. the mask rate).
+      unlabeled_inputs: [U, ...] the model inputs of the view ℓ_U is computed on (the strong view for
+        FixMatch and UDA): per-example gradients of parameters below the head start from them.
     """
 
     labeled: tf.Tensor
@@ -34,6 +36,7 @@ class SSLLosses:
     unlabeled_features: tf.Tensor
     unlabeled_targets: tf.Tensor
     metrics: Dict[str, tf.Tensor] = dataclasses.field(default_factory=dict)
+    unlabeled_inputs: Optional[tf.Tensor] = None
 
 
 def forward_concat(model, views, training):

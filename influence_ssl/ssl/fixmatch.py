@@ -31,5 +31,6 @@ class FixMatch(SSLAlgorithm):
             labeled_targets=tf.one_hot(batch["labeled_y"], tf.shape(zx)[-1], dtype=zx.dtype),
             unlabeled_features=fs,
             unlabeled_targets=targets,
+            unlabeled_inputs=batch["unlabeled_strong"],
             metrics={"mask_rate": tf.reduce_mean(mask)},
         )

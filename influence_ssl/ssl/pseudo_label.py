@@ -30,5 +30,6 @@ class PseudoLabel(SSLAlgorithm):
             labeled_targets=tf.one_hot(batch["labeled_y"], tf.shape(zx)[-1], dtype=zx.dtype),
             unlabeled_features=fu,
             unlabeled_targets=targets,
+            unlabeled_inputs=batch["unlabeled_x"],
             metrics={"mask_rate": tf.reduce_mean(mask)},
         )

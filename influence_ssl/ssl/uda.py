@@ -56,5 +56,6 @@ class UDA(SSLAlgorithm):
             labeled_targets=tf.one_hot(batch["labeled_y"], num_classes, dtype=zx.dtype) * scale[:, None],
             unlabeled_features=fs,
             unlabeled_targets=targets,
+            unlabeled_inputs=batch["unlabeled_strong"],
             metrics={"mask_rate": tf.reduce_mean(mask), "tsa_kept": tf.reduce_mean(tf.cast(scale > 0, zx.dtype))},
         )

@@ -10,6 +10,9 @@ from influence_ssl.trainer.schedules import LR_SCHEDULES
 WEIGHTING_MODES = ("per_example", "single", "none")
 WEIGHT_OPTIMIZERS = ("madam", "adam", "sgd")
 INFLUENCE_METHODS = tuple(METHOD_OPTIONS)  # exact, identity, neumann, cg
+INFLUENCE_SCOPES = ("head", "last_block")
+# An exact (dense) Hessian over more parameters than this is refused (P² floats).
+MAX_EXACT_BLOCK_PARAMETERS = 20_000
 THETA_OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov")
 WEIGHT_DECAY_SCOPES = ("kernels", "all")
 EMA_SCOPES = ("trainable", "all")
@@ -31,6 +34,8 @@ class TrainConfig:
     weighting: per_example (ours), single (one learned λ, Fig. 4 left) or none (fixed λ).
     weight_optimizer: madam (App. C), adam or sgd (Fig. 4 centre).
     influence: exact (last layer, exact inverse Hessian), identity, neumann or cg (Sec. 4.3).
+    influence_scope: head (the paper's method: the classifier layer) or last_block (the model's last
+      block plus the head, through Hessian-vector products: the Sec. 4.3 baselines' scope).
     influence_damping: damping of the last-layer Hessian (see influence_ssl.influence).
     reverse_hypergradient: flip the hypergradient's sign (a control, not the method).
     binary_reparam: two classes only: the influence uses one logit f with logits (f, -f) (App. D), whose
@@ -54,6 +59,7 @@ class TrainConfig:
     weighting: str = "per_example"
     weight_optimizer: str = "madam"
     influence: str = "exact"
+    influence_scope: str = "head"
     influence_damping: float = DEFAULT_DAMPING
     reverse_hypergradient: bool = False
     binary_reparam: bool = False
@@ -79,7 +85,8 @@ class TrainConfig:
     def validate(self, num_labeled, num_unlabeled, num_validation):
         """Raise ConfigError for a value that cannot run on data of these sizes."""
         choices = [("weighting", WEIGHTING_MODES), ("weight_optimizer", WEIGHT_OPTIMIZERS),
-                   ("influence", INFLUENCE_METHODS), ("optimizer", THETA_OPTIMIZERS),
+                   ("influence", INFLUENCE_METHODS), ("influence_scope", INFLUENCE_SCOPES),
+                   ("optimizer", THETA_OPTIMIZERS),
                    ("lr_schedule", LR_SCHEDULES), ("weight_decay_on", WEIGHT_DECAY_SCOPES),
                    ("ema_scope", EMA_SCOPES)]
         for name, allowed in choices:

@@ -19,9 +19,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from influence_ssl.influence import last_layer_weight_gradients
+from influence_ssl.influence import block_weight_gradients, last_layer_weight_gradients
 from influence_ssl.optimizers import MaskedAdam, TF1Momentum
-from influence_ssl.trainer.config import ConfigError
+from influence_ssl.pergrad import per_example_gradients
+from influence_ssl.trainer.config import MAX_EXACT_BLOCK_PARAMETERS, ConfigError
 from influence_ssl.trainer.data_source import DataSource
 from influence_ssl.trainer.ema import WeightEMA
 from influence_ssl.trainer.progress import ProgressLog
@@ -106,6 +107,7 @@ class Trainer:
         config.validate(*source.split_sizes())
         if config.binary_reparam and model.head.units != 2:
             raise ConfigError(f"--binary_reparam needs a two-class head, got {model.head.units} classes.")
+        self._check_influence_scope()
         self._check_replicas()
         source.check_disjoint()
         num_weights = source.num_unlabeled_ids if config.weighting == "per_example" else 1
@@ -154,6 +156,23 @@ class Trainer:
             if getattr(self.config, name) % self.num_replicas:
                 raise ConfigError(f"--{name}={getattr(self.config, name)} is not divisible by the "
                                   f"{self.num_replicas} replicas.")
+
+    def _check_influence_scope(self):
+        if self.config.influence_scope == "head":
+            return
+        if self.config.binary_reparam:
+            raise ConfigError("--binary_reparam applies to --influence_scope=head only.")
+        try:
+            size = sum(v.shape.num_elements() for v in self._block_parameters())
+        except ValueError as e:
+            raise ConfigError(f"--influence_scope=last_block: {e}") from None
+        if self.config.influence == "exact" and size > MAX_EXACT_BLOCK_PARAMETERS:
+            raise ConfigError(f"--influence=exact over the last block would form a dense {size}x{size} Hessian; "
+                              f"use neumann or cg (exact allows at most {MAX_EXACT_BLOCK_PARAMETERS} parameters).")
+
+    def _block_parameters(self):
+        """The last block's variables and the head's: the parameters of --influence_scope=last_block."""
+        return self.model.last_block_variables() + [self.model.head.kernel, self.model.head.bias]
 
     def _replica_slice(self, batch):
         """This replica's share of every per-example tensor of the global batch."""
@@ -249,6 +268,9 @@ class Trainer:
         num_labeled = tf.cast(tf.shape(out.labeled)[0], tf.float32)
         num_unlabeled = tf.cast(tf.shape(out.unlabeled)[0], tf.float32)
         scale = self._rampup(self.step) / num_unlabeled  # the training loss's factor on λ_u ℓ_u
+        if self.config.influence_scope == "last_block":
+            grad_lambda = self._block_influence(batch, out, lam) * scale  # ∂²L/∂θ∂λ_u = scale·∇ℓ_u
+            return ids, -grad_lambda if self.config.reverse_hypergradient else grad_lambda
         val_features = self.model.features(batch["val_x"], training=False)
         val_targets = tf.one_hot(batch["val_y"], tf.shape(out.labeled_targets)[-1])
         # The influence convention is a weighted sum; the training loss is mean-normalised:
@@ -268,6 +290,27 @@ class Trainer:
         if self.config.reverse_hypergradient:
             grad_lambda = -grad_lambda
         return ids, grad_lambda
+
+    def _block_influence(self, batch, out, lam):
+        """-∇ℓ_uᵀ H⁻¹ ∇L_val over the last block and the head, H the Hessian of this batch's training
+        loss (inference mode, targets constant) by double backward; ∇ℓ_u by per-example gradients."""
+        params = self._block_parameters()
+
+        def train_loss():
+            return self.training_loss(self.algorithm.losses(self.model, batch, training=False, step=self.step),
+                                      lam)[0]
+
+        def val_loss():
+            logits = self.model(batch["val_x"], training=False)
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["val_y"], logits))
+
+        rows = per_example_gradients(
+            self.model, lambda logits, targets: tf.nn.softmax_cross_entropy_with_logits(targets, logits),
+            out.unlabeled_inputs, training=False, variables=params, targets=out.unlabeled_targets)
+        options = {} if self.config.influence == "identity" else {"damping": self.config.influence_damping}
+        if self.config.influence == "exact":
+            options["check_factorization"] = False  # NaNs -> TrainingDiverged, as for the head
+        return block_weight_gradients(train_loss, val_loss, params, rows, method=self.config.influence, **options)
 
     def hypergradient(self, outer_step):
         """(ids, dL_val/dλ) as numpy for the Λ batch of outer step `outer_step`, at the current θ;

@@ -1,0 +1,152 @@
+"""Influence over the last block plus the head (the Sec. 4.3 baselines' scope).
+
+Oracles: a dense float64 Hessian and per-example gradients from nested-tape Jacobians written here,
+solved by numpy; and, through the trainer, the closed-form head-only influence when the block is the
+head alone.
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from influence_ssl.data import make_synthetic
+from influence_ssl.influence import block_weight_gradients
+from influence_ssl.models import Classifier, two_layer_mlp
+from influence_ssl.ssl import PseudoLabel
+from influence_ssl.trainer import ConfigError, InMemorySource, TrainConfig, Trainer
+
+
+def small_problem(seed=0, l2=2.0):
+    """A float64 MLP (2 hidden layers of 6, 3 classes), weighted CE + l2 on the block, fixed targets."""
+    keras.backend.set_floatx("float64")
+    try:
+        model = two_layer_mlp(num_classes=3, input_dim=4, hidden_units=6, seed=seed)
+    finally:
+        keras.backend.set_floatx("float32")
+    rng = np.random.default_rng(seed)
+    x_train, x_unl, x_val = (rng.normal(size=(n, 4)) for n in (12, 7, 9))
+    y_train, y_val = rng.integers(0, 3, 12), rng.integers(0, 3, 9)
+    t_unl = np.eye(3)[rng.integers(0, 3, 7)]
+    lam = rng.uniform(0.5, 1.5, 7)
+    params = model.last_block_variables() + [model.head.kernel, model.head.bias]
+
+    def per_example_losses():
+        return tf.nn.softmax_cross_entropy_with_logits(t_unl, model(x_unl))
+
+    def train_loss():
+        labeled = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y_train, model(x_train)))
+        decay = tf.add_n([tf.reduce_sum(tf.square(v)) for v in params])
+        return labeled + tf.reduce_sum(lam * per_example_losses()) / 7 + 0.5 * l2 * decay
+
+    def val_loss():
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y_val, model(x_val)))
+
+    return model, params, per_example_losses, train_loss, val_loss
+
+
+def reference(params, per_example_losses, train_loss, val_loss):
+    """-∇ℓ_uᵀ H⁻¹ ∇L_val with H, ∇ℓ_u and ∇L_val from nested-tape Jacobians and a numpy solve."""
+    flat = lambda ts: np.concatenate([np.reshape(t, [-1]) for t in ts])
+    with tf.GradientTape(persistent=True) as outer:
+        with tf.GradientTape() as inner:
+            loss = train_loss()
+        grads = tf.concat([tf.reshape(g, [-1]) for g in inner.gradient(loss, params)], 0)
+    hessian = np.concatenate([np.reshape(j, [len(grads), -1]) for j in
+                              outer.jacobian(grads, params, experimental_use_pfor=False)], axis=1)
+    with tf.GradientTape(persistent=True) as tape:
+        losses = per_example_losses()
+    rows = np.concatenate([np.reshape(j, [7, -1]) for j in tape.jacobian(losses, params, experimental_use_pfor=False)], 1)
+    with tf.GradientTape() as tape:
+        v = val_loss()
+    g_val = flat([g.numpy() for g in tape.gradient(v, params)])
+    return hessian, rows, -rows @ np.linalg.solve(hessian, g_val)
+
+
+def test_exact_cg_and_neumann_over_the_block_match_a_dense_float64_solve():
+    model, params, per_example_losses, train_loss, val_loss = small_problem()
+    hessian, rows, expected = reference(params, per_example_losses, train_loss, val_loss)
+    eigenvalues = np.linalg.eigvalsh(hessian)
+    assert eigenvalues.min() > 0  # the oracle's precondition: l2 makes the block's H positive definite
+    per_example = [tf.constant(r) for r in np.split(rows, np.cumsum([v.shape.num_elements() for v in params])[:-1], 1)]
+    per_example = [tf.reshape(r, [7, *v.shape]) for r, v in zip(per_example, params)]
+    call = lambda method, **kw: block_weight_gradients(train_loss, val_loss, params, per_example, method=method,
+                                                       **({} if method == "identity" else {"damping": 0.0}),
+                                                       **kw).numpy()
+    np.testing.assert_allclose(call("exact"), expected, rtol=1e-9)
+    np.testing.assert_allclose(call("cg", max_iterations=500, tolerance=1e-12), expected, rtol=1e-7)
+    # Neumann converges geometrically with rate 1 - λ_min/λ_max.
+    errors = [np.abs(call("neumann", num_terms=n) - expected).max() for n in (5, 50, 500)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-3 * np.abs(expected).max() + 1e-12, errors
+    # The identity approximation is the plain gradient inner product.
+    np.testing.assert_allclose(call("identity", scale=2.0), -2.0 * rows @ _g_val(params, val_loss), rtol=1e-9)
+
+
+def _g_val(params, val_loss):
+    with tf.GradientTape() as tape:
+        v = val_loss()
+    return np.concatenate([np.reshape(g.numpy(), [-1]) for g in tape.gradient(v, params)])
+
+
+def test_block_method_and_option_errors_name_the_valid_ones():
+    _, params, _, train_loss, val_loss = small_problem()
+    with pytest.raises(ValueError, match="valid methods"):
+        block_weight_gradients(train_loss, val_loss, params, [], method="lissa")
+    with pytest.raises(ValueError, match="valid options"):
+        block_weight_gradients(train_loss, val_loss, params, [], method="cg", num_terms=3)
+
+
+def head_only_model(seed=0):
+    """An MLP whose 'last block' is a parameter-free layer: the block scope is then the head alone."""
+    init = keras.initializers.GlorotUniform
+    backbone = keras.Sequential([keras.layers.InputLayer(input_shape=(2,)),
+                                 keras.layers.Dense(8, activation="tanh", kernel_initializer=init(seed), name="hidden"),
+                                 keras.layers.Activation("linear", name="last")])
+    model = Classifier(backbone, 2, head_initializer=init(seed + 1), last_block=["last"])
+    model.build((None, 2))
+    return model
+
+
+def moons_trainer(model, **overrides):
+    data = make_synthetic("moons", 0, num_unlabeled=60, num_test=50)
+    settings = dict(steps=30, labeled_batch=10, unlabeled_batch=60, validation_batch=30, inner_steps=10,
+                    weight_warmup=0, lr=0.01, weight_decay=0.05, weight_decay_on="all", log_every=30,
+                    eval_every=30, checkpoint_every=30)
+    config = TrainConfig(**{**settings, **overrides})
+    source = InMemorySource(data, 10, 60, 30, seed=0)
+    return Trainer(model, PseudoLabel(), source, config, verbose=False)
+
+
+def test_last_block_restricted_to_the_head_equals_the_head_only_influence():
+    """The block path (autodiff Hessian, pergrad rows) against the closed-form head path, same θ and batch."""
+    model = head_only_model()
+    moons_trainer(model, weighting="none").run()  # move away from the initialisation
+    head = moons_trainer(model, influence="exact")
+    ids_head, grads_head = head.hypergradient(1)
+    for method, rtol in [("exact", 1e-4), ("cg", 1e-3)]:
+        block = moons_trainer(model, influence=method, influence_scope="last_block")
+        ids_block, grads_block = block.hypergradient(1)
+        np.testing.assert_array_equal(ids_block, ids_head)
+        np.testing.assert_allclose(grads_block, grads_head, rtol=rtol, atol=1e-3 * np.abs(grads_head).max())
+
+
+def test_last_block_through_the_trainer_cg_converges_to_exact():
+    """A ReLU block's Hessian is indefinite at small decay; 0.5 makes it positive definite here, so
+    that the exact (Cholesky) answer exists and CG must reach it."""
+    model = two_layer_mlp(hidden_units=8, seed=0)
+    moons_trainer(model, weighting="none").run()
+    exact = moons_trainer(model, influence="exact", influence_scope="last_block", weight_decay=0.5).hypergradient(1)[1]
+    cg = moons_trainer(model, influence="cg", influence_scope="last_block", weight_decay=0.5).hypergradient(1)[1]
+    assert np.all(np.isfinite(exact)) and np.abs(exact).max() > 0
+    np.testing.assert_allclose(cg, exact, rtol=1e-2, atol=1e-2 * np.abs(exact).max())
+
+
+def test_last_block_configurations_that_cannot_run_are_refused():
+    with pytest.raises(ConfigError, match="dense"):
+        moons_trainer(two_layer_mlp(hidden_units=200, seed=0), influence="exact", influence_scope="last_block")
+    backbone = keras.Sequential([keras.layers.InputLayer(input_shape=(2,)), keras.layers.Dense(4, name="h")])
+    unnamed = Classifier(backbone, 2)
+    unnamed.build((None, 2))
+    with pytest.raises(ConfigError, match="does not name a last block"):
+        moons_trainer(unnamed, influence="cg", influence_scope="last_block")
+    with pytest.raises(ConfigError, match="influence_scope"):
+        moons_trainer(two_layer_mlp(seed=0), influence="cg", influence_scope="everything")
