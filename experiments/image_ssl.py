@@ -11,6 +11,7 @@ import math
 import os
 
 import tensorflow as tf
+import tf_keras as keras
 from absl import flags
 
 from influence_ssl import data as data_lib
@@ -59,6 +60,8 @@ flags.DEFINE_integer("validation_batch", None, "Validation batch V' of a Λ step
 flags.DEFINE_integer("eval_every", None, "Evaluate every this many steps (FixMatch: 1024 = 64 kimg).")
 flags.DEFINE_integer("log_every", None, "Progress line every this many steps.")
 flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every this many steps.")
+flags.DEFINE_bool("mixed_precision", False, "θ step in float16 with float32 variables and loss scaling (GPU).")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the θ update (loss, gradients, optimizer, EMA).")
 flags.DEFINE_string("tpu", None, "TPU name or address: train with TPUStrategy (untested here: no TPU).")
 
 
@@ -212,6 +215,18 @@ def make_augmentations():
 
 
 def make_model(settings, data, seed):
+    """The network, built under the 'mixed_float16' policy with --mixed_precision (head in float32)."""
+    if not FLAGS.mixed_precision:
+        return _build_model(settings, data, seed)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return _build_model(settings, data, seed)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _build_model(settings, data, seed):
     shape = data.labeled_x.shape[1:]
     if settings["arch"] == "small_cnn":
         return models.small_cnn(data.num_classes, input_shape=shape, seed=seed)
@@ -231,6 +246,7 @@ def train_config(settings, seed, weighting, reverse=False):
         lr_schedule=settings["lr_schedule"], lr_warmup=settings["lr_warmup"],
         min_lr_ratio=settings["min_lr_ratio"], weight_decay=settings["wd"],
         weight_decay_on=settings["weight_decay_on"], ema_decay=settings["ema"], ema_scope=settings["ema_scope"],
+        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
         seed=seed, log_every=settings["log_every"], eval_every=settings["eval_every"],
         checkpoint_every=settings["checkpoint_every"])
 

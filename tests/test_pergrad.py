@@ -355,3 +355,37 @@ def test_layers_restored_after_error():
     after = [(dict(vars(layer)).get("call"), getattr(layer, "activation", None)) for layer in model.layers]
     assert before == after
     check_methods(model, squared_loss, normal((2, 6, 6, 2)), F64, methods=("fast",))
+
+
+def test_auto_conv_impl_measures_once_and_keeps_the_fastest(monkeypatch):
+    """With two implementations slowed by 30 ms, "auto" must pick the third, and measure a shape once."""
+    import time as time_module
+
+    from influence_ssl.pergrad import conv as conv_module
+
+    calls = {name: 0 for name in conv_module._IMPLS}
+
+    def wrap(name, fn, delay):
+        def impl(x, g, *args):
+            calls[name] += 1
+            out = fn(x, g, *args)
+            if delay:
+                pause = tf.py_function(lambda: time_module.sleep(delay) or 0.0, [], tf.float32)
+                out = out + tf.cast(pause, out.dtype) * 0
+            return out
+        return impl
+
+    monkeypatch.setattr(conv_module, "_tuned", {})
+    monkeypatch.setattr(conv_module, "_IMPLS", {
+        "shifted": wrap("shifted", conv_module.filter_grads_shifted, 0.03),
+        "patches": wrap("patches", conv_module.filter_grads_patches, 0.0),
+        "vmap": wrap("vmap", conv_module.filter_grads_vmap, 0.03)})
+    x, g = tf.zeros([2, 6, 6, 3]), tf.zeros([2, 6, 6, 4])
+    assert conv_module.fastest_impl(x, g, (3, 3), (1, 1), "same") == "patches"
+    traced = dict(calls)
+    assert conv_module.fastest_impl(x, g, (3, 3), (1, 1), "same") == "patches"
+    assert calls == traced  # cached: no second measurement
+    model = conv_model((3, 3), 1, "same", True, (5, 5))
+    xs = normal((3, 5, 5, 2))
+    assert_rows_close(per_example_gradients(model, squared_loss, xs, conv_impl="auto"),
+                      jacobian_rows(model, squared_loss, xs), F64)

@@ -20,7 +20,10 @@ class Classifier(keras.Model):
     def __init__(self, backbone, num_classes, head_initializer="glorot_uniform", last_block=None, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
-        self.head = keras.layers.Dense(num_classes, kernel_initializer=head_initializer, name="head")
+        # Under mixed precision the logits (and so every loss and the influence's head) stay float32.
+        mixed = keras.mixed_precision.global_policy().name.startswith("mixed")
+        self.head = keras.layers.Dense(num_classes, kernel_initializer=head_initializer, name="head",
+                                       dtype="float32" if mixed else None)
         self.last_block = tuple(last_block) if last_block else ()
 
     def last_block_variables(self):

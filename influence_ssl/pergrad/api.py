@@ -30,7 +30,7 @@ def per_example_gradients(
     method="fast",
     variables=None,
     targets=None,
-    conv_impl="shifted",
+    conv_impl="auto",
     return_losses=False,
 ):
     """Gradients of each example's loss w.r.t. variables.
@@ -46,7 +46,8 @@ def per_example_gradients(
         or "vmap" (tf.vectorized_map of batch-of-one passes).
       variables: defaults to model.trainable_variables.
       targets: optional tensor/structure with leading dim B, sliced with inputs by the baselines.
-      conv_impl: Conv2D filter-gradient implementation of "fast": "shifted", "patches" or "vmap".
+      conv_impl: Conv2D filter-gradient implementation of "fast": "auto" (the fastest of the others for
+        the layer's shapes on this device, measured once per process), "shifted", "patches" or "vmap".
       return_losses: also return the per-example losses [B] of the same forward.
 
     Returns:
@@ -76,7 +77,7 @@ def make_per_example_gradients_fn(
     training=False,
     method="fast",
     variables=None,
-    conv_impl="shifted",
+    conv_impl="auto",
     return_losses=False,
     jit_compile=None,
     reduce_retracing=False,

@@ -6,14 +6,20 @@ Every implementation maps
 to the per-example filter gradients [B, kh, kw, Cin, Cout], where
     dW[b, i, j, c, o] = sum_{h, w} x_pad[b, s*h + i, s*w + j, c] * g[b, h, w, o].
 
-"shifted" (default) is a sum over the kh*kw filter taps of one batched matmul each; it was the fastest
-exact variant on the CPU for WRN-28-2 layers (PERGRAD_NOTES). "patches" is im2col via
+"shifted" is a sum over the kh*kw filter taps of one batched matmul each. "patches" is im2col via
 tf.image.extract_patches + einsum (Opacus' unfold recipe); "vmap" is the paper's
 tf.vectorized_map of Conv2DBackpropFilter, which pfor still lowers to a while_loop in TF 2.21.
+"auto" (the default) measures the three once per (device kind, shapes, stride, padding) and keeps the
+fastest, as cuDNN's autotuner does: which one wins depends on the batch size, the layer and the device
+(measured in BUILD_NOTES). All three are exact; they differ in float rounding only.
 """
+import time
+
 import tensorflow as tf
 
-CONV_IMPLS = ("shifted", "patches", "vmap")
+CONV_IMPLS = ("auto", "shifted", "patches", "vmap")
+_TUNING_REPEATS = 3
+_tuned = {}  # (device kind, x shape, g shape, kernel, strides, padding) -> implementation name
 
 
 def same_or_valid_padding(size, kernel, stride, padding):
@@ -90,14 +96,44 @@ _IMPLS = {
 }
 
 
-def conv2d_filter_grads(x, g, kernel_size, strides, padding, impl="shifted"):
+def _device_kind():
+    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+def fastest_impl(x, g, kernel_size, strides, padding):
+    """The fastest exact implementation for the static shapes and dtype of x and g on this kind of
+    device: the best of a few timed calls of each after a warm-up, measured once and cached."""
+    x_shape, g_shape = tuple(x.shape.as_list()), tuple(g.shape.as_list())
+    key = (_device_kind(), x.dtype.name, x_shape, g_shape, tuple(kernel_size), tuple(strides), padding)
+    if key not in _tuned:
+        with tf.init_scope():  # eager, outside any function being traced
+            x = tf.random.stateless_normal(x_shape, seed=[0, 1], dtype=x.dtype)
+            g = tf.random.stateless_normal(g_shape, seed=[0, 2], dtype=g.dtype)
+            seconds = {}
+            for name, fn in _IMPLS.items():
+                compiled = tf.function(lambda a, b, fn=fn: fn(a, b, tuple(kernel_size), tuple(strides), padding))
+                compiled(x, g).numpy()  # trace and warm up
+                runs = []
+                for _ in range(_TUNING_REPEATS):
+                    start = time.perf_counter()
+                    compiled(x, g).numpy()
+                    runs.append(time.perf_counter() - start)
+                seconds[name] = min(runs)
+        _tuned[key] = min(seconds, key=seconds.get)
+    return _tuned[key]
+
+
+def conv2d_filter_grads(x, g, kernel_size, strides, padding, impl="auto"):
     """Per-example filter gradients [B, kh, kw, Cin, Cout]; see the module docstring for the maths.
 
-    padding is "same" or "valid" (lower case, as Keras stores it). "shifted" falls back to "patches"
-    when H or W is not static.
+    padding is "same" or "valid" (lower case, as Keras stores it). "auto" needs static shapes and
+    takes "shifted" otherwise; "shifted" falls back to "patches" when H or W is not static.
     """
-    if impl not in _IMPLS:
+    if impl not in CONV_IMPLS:
         raise ValueError(f"unknown conv_impl {impl!r}; choose one of {CONV_IMPLS}")
+    if impl == "auto":
+        static = x.shape.is_fully_defined() and g.shape.is_fully_defined()
+        impl = fastest_impl(x, g, kernel_size, strides, padding) if static else "shifted"
     if impl == "shifted" and (x.shape[1] is None or x.shape[2] is None):
         impl = "patches"
     return _IMPLS[impl](x, g, tuple(kernel_size), tuple(strides), padding)

@@ -128,7 +128,7 @@ def conv2d_capture(layer, x, call_args):
     return x
 
 
-def conv2d_grads(layer, x, g, conv_impl="shifted"):
+def conv2d_grads(layer, x, g, conv_impl="auto"):
     """x: [B, H, W, Cin], g: [B, Ho, Wo, Cout] -> kernel [B, kh, kw, Cin, Cout], bias [B, Cout]."""
     grads = {
         "kernel": conv2d_filter_grads(x, g, layer.kernel_size, layer.strides, layer.padding, impl=conv_impl)

@@ -46,6 +46,10 @@ class TrainConfig:
       variables (UDA); the influence's l2 follows it.
     ema_decay, ema_scope: EMA of the weights used for evaluation (0: off); "trainable" (FixMatch)
       or "all" (UDA HEAD: batch-norm statistics too).
+    mixed_precision: the model computes in float16 (build it under keras' 'mixed_float16' policy;
+      the head stays float32), variables stay float32, the θ loss is dynamically scaled. The Λ step
+      keeps its float64 solve.
+    jit_compile: XLA-compile the θ update (loss, gradients, optimizer, EMA; not the batch sampling).
     """
 
     steps: int = 1000
@@ -73,6 +77,8 @@ class TrainConfig:
     weight_decay_on: str = "kernels"
     ema_decay: float = 0.0
     ema_scope: str = "trainable"
+    mixed_precision: bool = False
+    jit_compile: bool = False
     seed: int = 0
     log_every: int = 100
     eval_every: int = 500

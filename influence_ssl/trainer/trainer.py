@@ -39,6 +39,12 @@ class CheckpointError(RuntimeError):
 
 
 def make_theta_optimizer(config):
+    """The θ optimizer, wrapped in dynamic loss scaling under mixed precision."""
+    optimizer = _theta_optimizer(config)
+    return keras.mixed_precision.LossScaleOptimizer(optimizer) if config.mixed_precision else optimizer
+
+
+def _theta_optimizer(config):
     """The optimizer of the network weights θ, with its learning-rate schedule.
 
     momentum / nesterov are TF1's MomentumOptimizer (μ = 0.9), as in FixMatch and UDA: the current
@@ -108,6 +114,10 @@ class Trainer:
         if config.binary_reparam and model.head.units != 2:
             raise ConfigError(f"--binary_reparam needs a two-class head, got {model.head.units} classes.")
         self._check_influence_scope()
+        if config.mixed_precision != (model.compute_dtype == "float16"):
+            raise ConfigError(f"--mixed_precision={config.mixed_precision} but the model computes in "
+                              f"{model.compute_dtype}: build it under the 'mixed_float16' policy exactly when "
+                              "mixed precision is on.")
         self._check_replicas()
         source.check_disjoint()
         num_weights = source.num_unlabeled_ids if config.weighting == "per_example" else 1
@@ -137,6 +147,8 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(**state)
         # A source whose batches are pure functions of the step number is sampled in-graph.
         self._in_graph_batches = bool(source.stateless)
+        self._theta_update = (tf.function(self._theta_update_fn, jit_compile=True) if config.jit_compile
+                              else self._theta_update_fn)
         self._train_step = tf.function(self._train_step_fn)
         self._outer_step = tf.function(self._outer_step_fn)
         self._predict = None  # compiled on first use, for any batch size
@@ -218,6 +230,14 @@ class Trainer:
     def _replica_train_step(self, batch):
         if self._in_graph_batches:
             batch = self._replica_slice(self.source.train_batch(batch))
+        metrics = self._theta_update(batch)
+        self.source.observe(self.model, batch)  # e.g. CTAugment's rates from the probes of this batch
+        self.step.assign_add(1)
+        return metrics
+
+    def _theta_update_fn(self, batch):
+        """Loss, gradients and the θ update of one batch (XLA-compiled with --jit_compile: batch sampling
+        and augmentation stay outside, as RandomIndexShuffle has no XLA kernel)."""
         variables = self.model.trainable_variables
         lam = self.weights.gather(self._weight_ids(batch["unlabeled_ids"]))
         with tf.GradientTape() as tape:
@@ -225,8 +245,16 @@ class Trainer:
             loss, supervised, unsupervised = self.training_loss(out, lam)
             # The optimizer sums the replicas' gradients: each contributes 1/n of the mean.
             scaled = loss / self.num_replicas
+            if self.config.mixed_precision:
+                scaled = self.theta_optimizer.get_scaled_loss(scaled)
         grads = tape.gradient(scaled, variables)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]) & tf.math.is_finite(loss)
+        if self.config.mixed_precision:
+            # float16 gradients overflow now and then: the loss-scale optimizer skips those steps and
+            # lowers its scale, so only a non-finite (float32) loss means divergence.
+            grads = self.theta_optimizer.get_unscaled_gradients(grads)
+            finite = tf.math.is_finite(loss)
+        else:
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]) & tf.math.is_finite(loss)
         if self.num_replicas == 1:
             # A non-finite step is not applied: the model stays at its last good value.
             tf.cond(finite, lambda: self._apply_theta_step(grads, variables), lambda: tf.no_op())
@@ -236,8 +264,6 @@ class Trainer:
             grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
             self._apply_theta_step(grads, variables)
         self._flag_if_not_finite(finite)
-        self.source.observe(self.model, batch)  # e.g. CTAugment's rates from the probes of this batch
-        self.step.assign_add(1)
         metrics = {"loss": loss, "supervised": supervised, "unsupervised": unsupervised}
         metrics.update(out.metrics)
         return metrics
