@@ -14,21 +14,21 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import time  # noqa: E402
-
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from experiments.benchmarks.timing import time_round_robin, xent  # noqa: E402
 from influence_ssl.pergrad import CONV_IMPLS, conv2d_filter_grads, make_per_example_gradients_fn  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "model", ["model", "layers"], "Whole-model timings, or Conv2D filter-gradient alternatives.")
 flags.DEFINE_integer("batch", 16, "Examples per batch (the paper uses 256 on a V100).")
+flags.DEFINE_list("batches", [], "Several batch sizes in one run (e.g. 16,64,256); overrides --batch.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per method after one warm-up call (which includes tracing).")
 flags.DEFINE_list("methods", ["fast", "vmap", "loop"], "Per-example methods to time.")
-flags.DEFINE_list("conv_impl", ["shifted"], f"Conv2D implementations of 'fast' to time, from {CONV_IMPLS}.")
+flags.DEFINE_list("conv_impl", ["auto"], f"Conv2D implementations of 'fast' to time, from {CONV_IMPLS}.")
 flags.DEFINE_integer("width", 2, "WRN widening factor k (WRN-28-k).")
 flags.DEFINE_integer("depth", 28, "WRN depth (6n+4).")
 flags.DEFINE_integer("num_classes", 10, "Classifier outputs.")
@@ -59,40 +59,16 @@ def wide_resnet(depth=28, width=2, num_classes=10, input_shape=(32, 32, 3)):
     return keras.Model(inputs, keras.layers.Dense(num_classes)(h), name=f"wrn_{depth}_{width}")
 
 
-def xent(logits, labels):
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-
-
-def _fetch(out):
-    return [t.numpy() for t in tf.nest.flatten(out)]
-
-
-def time_round_robin(fns, args, repeats):
-    """{name: (warm-up s, [call s, ...])}. One warm-up call each (tracing included), then the
-    timed calls interleave the functions, so load from other processes hits all of them alike."""
-    warmups, times = {}, {name: [] for name in fns}
-    for name, fn in fns.items():
-        start = time.perf_counter()
-        _fetch(fn(*args))
-        warmups[name] = time.perf_counter() - start
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            _fetch(fn(*args))
-            times[name].append(time.perf_counter() - start)
-    return {name: (warmups[name], times[name]) for name in fns}
-
-
-def run_model():
+def run_model(batch):
     tf.random.set_seed(FLAGS.seed)
     model = wide_resnet(FLAGS.depth, FLAGS.width, FLAGS.num_classes)
     rng = np.random.default_rng(FLAGS.seed)
-    x = tf.constant(rng.normal(size=(FLAGS.batch, 32, 32, 3)), tf.float32)
-    y = tf.constant(rng.integers(0, FLAGS.num_classes, FLAGS.batch), tf.int32)
+    x = tf.constant(rng.normal(size=(batch, 32, 32, 3)), tf.float32)
+    y = tf.constant(rng.integers(0, FLAGS.num_classes, batch), tf.int32)
     variables = model.trainable_variables if FLAGS.variables == "all" else model.layers[-1].trainable_variables
     print(
         f"{model.name}: {model.count_params():,} params, per-example over {FLAGS.variables} "
-        f"({sum(int(np.prod(v.shape)) for v in variables):,}), batch {FLAGS.batch}, training={FLAGS.training}, "
+        f"({sum(int(np.prod(v.shape)) for v in variables):,}), batch {batch}, training={FLAGS.training}, "
         f"{FLAGS.repeats} repeats, TF {tf.__version__}, {os.cpu_count()} CPUs, "
         f"GPUs: {len(tf.config.list_physical_devices('GPU'))}"
     )
@@ -108,7 +84,7 @@ def run_model():
         for impl in FLAGS.conv_impl if method == "fast" else [None]:
             name = f"per-example {method}" + (f" (conv_impl={impl})" if impl else "")
             fns[name] = make_per_example_gradients_fn(
-                model, xent, training=FLAGS.training, method=method, variables=variables, conv_impl=impl or "shifted"
+                model, xent, training=FLAGS.training, method=method, variables=variables, conv_impl=impl or "auto"
             )
     results = time_round_robin(fns, (x, y), FLAGS.repeats)
     base = np.median(results["batched backward (sum loss)"][1])
@@ -157,7 +133,11 @@ def main(argv):
     for impl in FLAGS.conv_impl:
         if impl not in CONV_IMPLS:
             raise app.UsageError(f"--conv_impl {impl!r} not in {CONV_IMPLS}")
-    run_layers() if FLAGS.mode == "layers" else run_model()
+    if FLAGS.mode == "layers":
+        run_layers()
+        return
+    for batch in [int(b) for b in FLAGS.batches] or [FLAGS.batch]:
+        run_model(batch)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+"""experiments.benchmarks.sec44 end to end on a tiny configuration: the JSON's keys, positive times, bad flags."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from influence_ssl.trainer import TrainConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--arch=small_cnn", "--batch=2", "--repeats=1", "--table_sizes=1000,10000", "--update_repeats=2",
+        "--inner_steps=2", "--lambda_batches=2,4,4", "--overhead_batches=2,4,4"]
+
+
+def run(args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "experiments.benchmarks.sec44", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def positive(value):
+    return isinstance(value, float) and value > 0
+
+
+def test_tiny_run_writes_every_block_with_positive_times(tmp_path):
+    out = tmp_path / "sec44.json"
+    result = run([*TINY, f"--json_out={out}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert set(data) == {"per_example_gradients", "lambda_step", "lambda_update", "alg1_overhead", "memory",
+                         "settings"}
+
+    pergrad = data["per_example_gradients"]
+    for method in ("fast", "vmap", "loop", "batched_backward"):
+        assert positive(pergrad[method]), method
+    for method in ("fast", "vmap", "loop"):
+        assert pergrad[f"{method}_vs_batched_backward"] == pytest.approx(pergrad[method] / pergrad["batched_backward"])
+    assert pergrad["loop_vs_fast"] == pytest.approx(pergrad["loop"] / pergrad["fast"])
+    assert pergrad["setup"]["batch"] == 2
+
+    scope = "last_block" if "influence_scope" in {f.name for f in dataclasses.fields(TrainConfig)} else "head"
+    lam = data["lambda_step"]
+    entries = ["exact", "identity", f"neumann_{scope}", f"cg_{scope}"]
+    assert list(lam["setup"]["entries"]) == entries
+    for name in entries:
+        assert positive(lam[name]), name
+    assert lam[f"neumann_{scope}_vs_exact"] == pytest.approx(lam[f"neumann_{scope}"] / lam["exact"])
+    assert lam["setup"]["batches"] == {"labeled": 2, "unlabeled": 4, "validation": 4}
+
+    update = data["lambda_update"]
+    assert positive(update["1000"]) and positive(update["10000"])
+    assert update["largest_over_smallest"] == pytest.approx(update["10000"] / update["1000"])
+
+    overhead = data["alg1_overhead"]
+    assert positive(overhead["base_step"]) and positive(overhead["weighted_step"])
+    assert overhead["ratio"] == pytest.approx(overhead["weighted_step"] / overhead["base_step"])
+
+    # On a CPU: the peak RSS of one child process per method; the Λ step's memory is off by default.
+    memory = data["memory"]
+    for method in ("baseline", "batched_backward", "fast", "vmap", "loop"):
+        assert isinstance(memory["per_example_gradients"][method], int), memory["per_example_gradients"]
+        assert memory["per_example_gradients"][method] > 0
+    assert memory["lambda_step"]["exact"] is None and "reason" in memory["lambda_step"]
+
+    settings = data["settings"]
+    assert settings["repeats"] == 1 and settings["paper_sizes"] is False and settings["tf_version"]
+    assert "CPU" in settings["device"] or "GPU" in settings["device"]
+    assert "cuInit" not in result.stderr  # TF's C++ start-up logs are hidden
+    for heading in ("per_example_gradients:", "lambda_step:", "lambda_update:", "alg1_overhead:"):
+        assert heading in result.stdout
+
+
+def test_blocks_flag_runs_only_those_blocks(tmp_path):
+    out = tmp_path / "r.json"
+    result = run([*TINY, "--blocks=lambda_update", f"--json_out={out}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert set(data) == {"lambda_update", "memory", "settings"}
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--batch=abc", "--batch"),
+    ("--blocks=per_example_gradients,nope", "--blocks must be"),
+    ("--table_sizes=1e4", "--table_sizes must be a list of integers"),
+])
+def test_bad_flags_get_one_line_and_exit_code_2(tmp_path, flag, message):
+    result = run([flag, f"--json_out={tmp_path / 'r.json'}"])
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr[-2000:]
+    assert not (tmp_path / "r.json").exists()
