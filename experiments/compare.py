@@ -21,6 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments import image_ssl, quiet_absl_info
+from experiments.checks import writable_dir
 from influence_ssl.data import DatasetNotFoundError
 from influence_ssl.metrics import softmax, weight_diagnostics
 from influence_ssl.report import format_table, method_summary
@@ -113,7 +114,7 @@ def main(argv):
     weight_lr_grid(settings)  # refuse a bad grid before any training
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
     json_out = FLAGS.json_out.format(algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
-    image_ssl.writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
+    writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
     per_method = {m: [] for m in METHODS}
     chosen = {m: [] for m in ("ours", "ours_reversed")}
     rows = {key: [] for key in ("lambda", "counts", "wrong", "seed")}

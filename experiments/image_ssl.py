@@ -14,6 +14,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import flags
 
+from experiments.checks import writable_dir
 from influence_ssl import data as data_lib
 from influence_ssl import models
 from influence_ssl.ssl import UDA, FixMatch, PseudoLabel
@@ -160,19 +161,6 @@ def check_settings(settings):
     if FLAGS.binary_reparam and FLAGS.dataset in data_lib.IMAGE_DATASETS:
         raise ConfigError(f"--binary_reparam needs two classes; {FLAGS.dataset} has 10.")
     train_config(settings, 0, FLAGS.weighting).validate(settings["num_labeled"], math.inf, settings["num_validation"])
-
-
-def writable_dir(path, flag="--train_dir"):
-    """Create `path` if needed; ConfigError (one line) if it cannot be written."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write_test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise ConfigError(f"Cannot write to {flag}={path!r}: {e.strerror or e}.") from None
-    return path
 
 
 def load_data(settings, seed):

@@ -16,6 +16,7 @@ import sys
 from absl import app, flags
 
 from experiments import image_ssl, quiet_absl_info
+from experiments.checks import writable_dir
 from influence_ssl.data import DatasetNotFoundError, save_split
 from influence_ssl.trainer import CheckpointError, ConfigError, TrainingDiverged
 
@@ -29,7 +30,7 @@ def main(argv):
     del argv
     quiet_absl_info()
     settings = image_ssl.resolved()
-    image_ssl.writable_dir(FLAGS.train_dir)
+    writable_dir(FLAGS.train_dir)
     data, split, metadata = image_ssl.load_data(settings, FLAGS.seed)
     print(data.summary(), flush=True)
     save_split(os.path.join(FLAGS.train_dir, "split.json"), split, dataset=FLAGS.dataset)

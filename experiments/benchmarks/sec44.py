@@ -39,6 +39,7 @@ import tensorflow as tf  # `python -m experiments...` has run experiments/__init
 from absl import app, flags
 
 from experiments import quiet_absl_info
+from experiments.checks import writable_dir
 from experiments.benchmarks.timing import fetch, peak_rss_bytes, time_round_robin, xent
 from influence_ssl import models
 from influence_ssl.data import SSLData
@@ -128,7 +129,7 @@ def resolved():
                         else list(PAPER_OVERHEAD_BATCHES if paper else CPU_OVERHEAD_BATCHES))
     pergrad_batches = [FLAGS.batch] + ([PAPER_PERGRAD_BATCH] if paper and FLAGS.batch != PAPER_PERGRAD_BATCH else [])
     if FLAGS.json_out and not FLAGS._only:
-        _check_writable(FLAGS.json_out)
+        writable_dir(os.path.dirname(os.path.abspath(FLAGS.json_out)), "--json_out")
     return {
         "blocks": [b for b in BLOCKS if b in FLAGS.blocks],
         "repeats": FLAGS.repeats,
@@ -153,18 +154,6 @@ def resolved():
         "tf_version": tf.__version__,
         "cpu_count": os.cpu_count(),
     }
-
-
-def _check_writable(path):
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-        probe = os.path.join(directory, ".sec44_write_test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise ConfigError(f"Cannot write --json_out={path!r}: {e.strerror or e}.") from None
 
 
 def _device(gpus):
@@ -336,15 +325,20 @@ def make_trainer(model, source, batches, seed, method="exact", scope=None, weigh
     return Trainer(model, FixMatch(threshold=0.0), source, TrainConfig(**config), verbose=False)
 
 
+def model_and_source(arch, batches, seed):
+    """A seeded model and a source of random uint8 images with identity augmentations."""
+    tf.random.set_seed(seed)
+    model = build_model(arch, seed)
+    data = random_ssl_data(batches["labeled"], batches["unlabeled"], batches["validation"], seed)
+    source = AugmentedImageSource(data, batches["labeled"], batches["unlabeled"], batches["validation"],
+                                  seed=seed, weak=_identity_augmentation, strong=_identity_augmentation)
+    return model, source
+
+
 def lambda_setup(settings):
     arch = settings["arch"]["lambda_step"]
     batches = settings["lambda_batches"]
-    tf.random.set_seed(settings["seed"])
-    model = build_model(arch, settings["seed"])
-    data = random_ssl_data(batches["labeled"], batches["unlabeled"], batches["validation"], settings["seed"])
-    source = AugmentedImageSource(data, batches["labeled"], batches["unlabeled"], batches["validation"],
-                                  seed=settings["seed"], weak=_identity_augmentation, strong=_identity_augmentation)
-    return arch, batches, model, source
+    return (arch, batches, *model_and_source(arch, batches, settings["seed"]))
 
 
 def outer_step_fn(trainer):
@@ -415,11 +409,7 @@ def run_alg1_overhead(settings):
     arch = settings["arch"]["alg1_overhead"]
     batches = settings["overhead_batches"]
     n = settings["inner_steps"]
-    tf.random.set_seed(settings["seed"])
-    model = build_model(arch, settings["seed"])
-    data = random_ssl_data(batches["labeled"], batches["unlabeled"], batches["validation"], settings["seed"])
-    source = AugmentedImageSource(data, batches["labeled"], batches["unlabeled"], batches["validation"],
-                                  seed=settings["seed"], weak=_identity_augmentation, strong=_identity_augmentation)
+    model, source = model_and_source(arch, batches, settings["seed"])
     base = make_trainer(model, source, batches, settings["seed"], weighting="none")
     weighted = make_trainer(model, source, batches, settings["seed"], method="exact")
     steps = [tf.constant(i, tf.int64) for i in range(n)]
