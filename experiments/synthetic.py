@@ -22,7 +22,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from experiments import quiet_absl_info
+from experiments import diagnostics, quiet_absl_info
 from influence_ssl.data import SYNTHETIC_DATASETS, make_synthetic
 from influence_ssl.influence import DEFAULT_DAMPING
 from influence_ssl.metrics import softmax, weight_diagnostics
@@ -38,6 +38,8 @@ flags.DEFINE_integer("seeds", 10, "Number of seeds.")
 flags.DEFINE_integer("first_seed", 0, "First seed; seeds are first_seed .. first_seed + seeds - 1.")
 flags.DEFINE_string("json_out", "out/synthetic_{dataset}.json", "Where the results JSON goes.")
 flags.DEFINE_string("plot_dir", "out/plots", "Where the Fig. 1/2 pictures go ('' for none).")
+flags.DEFINE_string("runs_dir", "", "If set, ours' per-example record of every seed goes to RUNS_DIR/seed_<s>/ "
+                    "(read by experiments.inspect_weights).")
 # Data (Sec. 4.1: 10 labeled, 30 validation, 1000 unlabeled).
 flags.DEFINE_integer("num_labeled", 10, "Labeled training examples.")
 flags.DEFINE_integer("num_validation", 30, "Validation examples.")
@@ -137,6 +139,11 @@ def run_seed(data, seed, snapshots=None):
     trainer, r = train(data, base_config(seed, weighting="per_example"), callbacks)
     accuracy["ours"] = r["test_accuracy"]
     extras["lambda"] = trainer.weights.to_numpy()
+    if FLAGS.runs_dir:
+        run_dir = os.path.join(FLAGS.runs_dir, f"seed_{seed}")
+        os.makedirs(run_dir, exist_ok=True)
+        diagnostics.save(os.path.join(run_dir, diagnostics.RECORD_NAME),
+                         diagnostics.collect(trainer, data, seed, data.unlabeled_x, kind="points"))
     extras["final_pred"] = trainer.predict(data.unlabeled_x)
     extras["logits"] = trainer.logits(data.unlabeled_x)
     if snapshots:

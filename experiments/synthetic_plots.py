@@ -40,7 +40,7 @@ def ground_truth_prob(data, grid):
     return knn.predict_proba(grid)[:, 1]
 
 
-def draw_frame(ax, data, grid, frame, truth, title):
+def draw_frame(ax, data, grid, frame, truth, title, vmax):
     shape = (GRID_SIZE, GRID_SIZE)
     gx, gy = grid[:, 0].reshape(shape), grid[:, 1].reshape(shape)
     ax.contourf(gx, gy, frame["grid_prob"].reshape(shape), levels=[0, 0.5, 1], colors=["#dbe9f6", "#fde8d4"],
@@ -48,9 +48,10 @@ def draw_frame(ax, data, grid, frame, truth, title):
     ax.contour(gx, gy, frame["grid_prob"].reshape(shape), levels=[0.5], colors="#1f5fbf", linewidths=2)
     ax.contour(gx, gy, truth.reshape(shape), levels=[0.5], colors="green", linewidths=1.5, linestyles="--")
     lam = frame["lambda"]
-    # Shading is relative to this panel's range of λ (printed in the title), as in the paper.
-    # Right pseudo-labels are dots, wrong ones crosses; low weights are drawn last, on top.
-    shade = {"cmap": WEIGHT_CMAP, "vmin": lam.min(), "vmax": max(lam.max(), lam.min() + 1e-6)}
+    # One absolute scale for every panel, 0 .. the largest λ of any panel, so that an early panel with λ
+    # in [0.99, 1.01] looks as uniform as it is. Right pseudo-labels are dots, wrong ones crosses; low
+    # weights are drawn last, on top.
+    shade = {"cmap": WEIGHT_CMAP, "vmin": 0.0, "vmax": vmax}
     wrong = frame["unlabeled_pred"] != data.unlabeled_true_y
     for subset, marker, size in [(~wrong, "o", 9), (wrong, "x", 16)]:
         idx = np.flatnonzero(subset)
@@ -70,13 +71,14 @@ def draw_iterations(data, snapshots, path):
     keys = sorted(k for k in snapshots.frames if k != "final") + ["final"]
     keys = [k for k in keys if k in snapshots.frames]
     truth = ground_truth_prob(data, snapshots.grid)
+    vmax = max(max(float(snapshots.frames[k]["lambda"].max()) for k in keys), 1e-6)
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 4.3))
     axes = np.atleast_1d(axes)
     for ax, key in zip(axes, keys):
         title = "final" if key == "final" else f"Λ iteration {key}"
-        draw_frame(ax, data, snapshots.grid, snapshots.frames[key], truth, title)
-    mappable = plt.cm.ScalarMappable(cmap=WEIGHT_CMAP, norm=plt.Normalize(0, 1))
-    fig.colorbar(mappable, ax=axes.tolist(), shrink=0.8, label="λ_u, from the panel's lowest (0) to highest (1)")
+        draw_frame(ax, data, snapshots.grid, snapshots.frames[key], truth, title, vmax)
+    mappable = plt.cm.ScalarMappable(cmap=WEIGHT_CMAP, norm=plt.Normalize(0, vmax))
+    fig.colorbar(mappable, ax=axes.tolist(), shrink=0.8, label="λ_u (one scale for every panel)")
     fig.suptitle(f"{data.name} (first seed): learned boundary (blue), ground truth (green, dashed), labeled "
                  "(orange), unlabeled shaded by λ (pink = lowest); × = wrong pseudo-label", fontsize=10, y=1.04)
     fig.savefig(path, dpi=110, bbox_inches="tight")

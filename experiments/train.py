@@ -7,15 +7,17 @@ A Table 1 cell on a GPU (TFDS data prepared in --data_dir):
       --data_dir=~/tensorflow_datasets --train_dir=runs/fixmatch_cifar10_4000_seed1 --seed=1
 
 Writes TRAIN_DIR/results.json (final and median-of-last-20 test accuracy, λ statistics),
-checkpoints (resumed automatically), TensorBoard events, the split and the learned weights.
+checkpoints (resumed automatically), TensorBoard events, the split, the learned weights and
+unlabeled_diagnostics.npz (read by `python -m experiments.inspect_weights TRAIN_DIR`).
 """
 import json
 import os
 import sys
 
+import numpy as np
 from absl import app, flags
 
-from experiments import image_ssl, quiet_absl_info
+from experiments import diagnostics, image_ssl, quiet_absl_info
 from experiments.checks import writable_dir
 from influence_ssl.data import DatasetNotFoundError, save_split
 from influence_ssl.trainer import CheckpointError, ConfigError, TrainingDiverged
@@ -39,6 +41,9 @@ def main(argv):
     trainer = image_ssl.make_trainer(settings, data, FLAGS.seed, FLAGS.weighting, train_dir=FLAGS.train_dir,
                                      reverse=FLAGS.reverse_hypergradient, strategy=strategy)
     results = trainer.run()
+    clean = trainer.source.scale(data.unlabeled_x)  # the un-augmented view, for the weight diagnostics
+    diagnostics.save(os.path.join(FLAGS.train_dir, diagnostics.RECORD_NAME),
+                     diagnostics.collect(trainer, data, FLAGS.seed, np.asarray(clean), kind="image"))
     summary = {k: results[k] for k in ("test_accuracy", "median_last20_test_accuracy", "step") if k in results}
     print(json.dumps({**summary, "lambda": results["lambda"]}, indent=2))
     print(f"results: {os.path.join(FLAGS.train_dir, 'results.json')}")

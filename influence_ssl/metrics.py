@@ -95,3 +95,71 @@ def weight_diagnostics(weights, wrong, lowest_fraction=0.05, groups=None):
 def mean_std(values):
     values = np.asarray(values, np.float64)
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def weights_report(weights, wrong, probs, counts=None, ood=None, seeds=None, lowest_fraction=0.05, bins=20):
+    """What the learned λ say about the unlabeled examples (the numbers behind inspect_weights).
+
+    Args:
+      weights: [N] final λ_u; wrong: [N] bool, the final model's pseudo-label of u is wrong;
+      probs: [N, K] the final model's class probabilities of u (clean view);
+      counts: optional [N] number of Λ steps that gave u a non-zero hypergradient;
+      ood: optional [N] bool, u is out of distribution; seeds: optional [N] run labels.
+    Returns:
+      dict with auroc_low_weight_vs_wrong (pooled, and per seed with seeds), wrong_rate_all,
+      wrong_rate_lowest_5pct (ties by their expected share), lambda_histogram {edges, counts},
+      spearman correlations of λ with confidence and margin, per_class {pseudo-label: n, λ mean,
+      wrong rate}, and, when given, by_hypergradient_count and auroc_low_weight_vs_ood.
+    """
+    weights = np.asarray(weights, np.float64)
+    wrong = np.asarray(wrong, bool)
+    probs = np.asarray(probs, np.float64)
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    confidence, margin = top2[:, 1], top2[:, 1] - top2[:, 0]
+    pseudo = probs.argmax(1)
+    diagnostics = weight_diagnostics(weights, wrong, lowest_fraction, groups=seeds)
+    edges = np.linspace(weights.min(), max(weights.max(), weights.min() + 1e-12), bins + 1)
+    report = {
+        "num_examples": int(len(weights)),
+        "auroc_low_weight_vs_wrong": diagnostics["auroc_low_weight_vs_wrong"],
+        "wrong_rate_all": diagnostics["wrong_pseudo_label_rate_all"],
+        f"wrong_rate_lowest_{int(round(100 * lowest_fraction))}pct":
+            diagnostics[f"wrong_pseudo_label_rate_lowest_{int(round(100 * lowest_fraction))}pct"],
+        "lambda_histogram": {"edges": edges.tolist(), "counts": np.histogram(weights, edges)[0].tolist()},
+        "spearman_lambda_vs_confidence": spearman(weights, confidence),
+        "spearman_lambda_vs_margin": spearman(weights, margin),
+        "per_class": {int(c): {"n": int((pseudo == c).sum()), "lambda_mean": float(weights[pseudo == c].mean()),
+                               "wrong_rate": float(wrong[pseudo == c].mean())} for c in np.unique(pseudo)},
+    }
+    for key in ("auroc_low_weight_vs_wrong_per_seed", "auroc_low_weight_vs_wrong_per_seed_mean",
+                "auroc_low_weight_vs_wrong_per_seed_std"):
+        if key in diagnostics:
+            report[key] = diagnostics[key]
+    if counts is not None:
+        counts = np.asarray(counts)
+        report["by_hypergradient_count"] = {
+            name: {"fraction": float(inside.mean()), "wrong_rate": float(wrong[inside].mean()) if inside.any() else None,
+                   "auroc_low_weight_vs_wrong": auroc(-weights[inside], wrong[inside]) if inside.any() else None}
+            for name, inside in [("never", counts == 0), ("1-2", (counts >= 1) & (counts <= 2)), ("3+", counts >= 3)]}
+    if ood is not None:
+        report["auroc_low_weight_vs_ood"] = auroc(-weights, np.asarray(ood, bool))
+    return report
+
+
+def spearman(a, b):
+    """Spearman rank correlation (average ranks for ties); nan for a constant input."""
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _average_ranks(values):
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values), dtype=np.float64)
+    # Ties share the mean of their ranks.
+    unique, inverse = np.unique(values, return_inverse=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / np.bincount(inverse))[inverse]
