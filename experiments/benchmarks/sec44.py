@@ -11,9 +11,8 @@ so the time is the real time; every ratio is computed from the medians of this r
   lambda_step            one whole Λ step of Alg. 1 (the trainer's compiled outer step on a fixed
                          outer batch: forward of D', U' (weak and strong view) and V', the influence
                          solve, the M-Adam update) for the influence methods exact, identity, neumann
-                         and cg. neumann and cg run over the last block plus the head when
-                         TrainConfig has `influence_scope` (entries "*_last_block"), else over the head
-                         (entries "*_head").
+                         and cg; exact and identity on the head (the paper's scope), neumann and cg
+                         over the last block plus the head (the Sec. 4.3 baselines' scope).
   lambda_update          the Λ update alone (ExampleWeights.apply_gradients with M-Adam: gather,
                          sparse step, projection) for a batch of --update_batch ids, per table size.
   alg1_overhead          time per θ step with a Λ step every N = --inner_steps θ steps, amortised
@@ -303,25 +302,17 @@ SOURCE_NOTE = ("AugmentedImageSource over random uint8 images with identity weak
                "threshold 0, so every unlabeled row has a pseudo-label (a random network is never 95% confident)")
 
 
-def has_influence_scope():
-    return "influence_scope" in {f.name for f in dataclasses.fields(TrainConfig)}
+# (entry name, influence method, influence_scope): the paper's exact head step, Luketina's identity, and
+# the Sec. 4.3 baselines over the last block plus the head.
+LAMBDA_ENTRIES = (("exact", "exact", "head"), ("identity", "identity", "head"),
+                  ("neumann_last_block", "neumann", "last_block"), ("cg_last_block", "cg", "last_block"))
 
 
-def lambda_entries():
-    """[(entry name, influence method, influence_scope or None)] for what this TrainConfig can run."""
-    scope = "last_block" if has_influence_scope() else "head"
-    return [("exact", "exact", None), ("identity", "identity", None),
-            (f"neumann_{scope}", "neumann", scope if scope != "head" else None),
-            (f"cg_{scope}", "cg", scope if scope != "head" else None)]
-
-
-def make_trainer(model, source, batches, seed, method="exact", scope=None, weighting="per_example"):
+def make_trainer(model, source, batches, seed, method="exact", scope="head", weighting="per_example"):
     config = dict(steps=10**6, labeled_batch=batches["labeled"], unlabeled_batch=batches["unlabeled"],
                   validation_batch=batches["validation"], inner_steps=FLAGS.inner_steps, weighting=weighting,
                   influence=method, optimizer="nesterov", lr=0.03, weight_decay=5e-4, seed=seed,
-                  log_every=10**6, eval_every=10**6, checkpoint_every=10**6)
-    if scope is not None:
-        config["influence_scope"] = scope
+                  influence_scope=scope, log_every=10**6, eval_every=10**6, checkpoint_every=10**6)
     return Trainer(model, FixMatch(threshold=0.0), source, TrainConfig(**config), verbose=False)
 
 
@@ -348,7 +339,7 @@ def outer_step_fn(trainer):
 
 def run_lambda_step(settings):
     arch, batches, model, source = lambda_setup(settings)
-    entries = lambda_entries()
+    entries = LAMBDA_ENTRIES
     fns = {name: outer_step_fn(make_trainer(model, source, batches, settings["seed"], method, scope))
            for name, method, scope in entries}
     failed = {}
@@ -357,8 +348,8 @@ def run_lambda_step(settings):
     for name in fns:
         if name != "exact":
             out[f"{name}_vs_exact"] = _ratio(out[name], out["exact"])
-    out["setup"] = {"arch": arch, "batches": batches, "influence_scope_in_trainconfig": has_influence_scope(),
-                    "entries": {name: {"method": method, "scope": scope or "head"} for name, method, scope in entries},
+    out["setup"] = {"arch": arch, "batches": batches,
+                    "entries": {name: {"method": method, "scope": scope} for name, method, scope in entries},
                     "warmup_s": {name: round(results[name][0], 3) for name in results}, "source": SOURCE_NOTE}
     if settings["gpu"]:
         memory = {name: ("oom" if name in failed else gpu_peak(fn)) for name, fn in fns.items()}
@@ -448,8 +439,8 @@ def run_only(spec):
         call = None if method == "baseline" else (lambda: fns[method](x, y))
     elif block == "lambda_step":
         _, batches, model, source = lambda_setup(settings)
-        entries = {name: (m, scope) for name, m, scope in lambda_entries()}
-        m, scope = entries.get(method, ("exact", None))
+        entries = {name: (m, scope) for name, m, scope in LAMBDA_ENTRIES}
+        m, scope = entries.get(method, ("exact", "head"))  # baseline: build the step, never call it
         step = outer_step_fn(make_trainer(model, source, batches, settings["seed"], m, scope))
         call = None if method == "baseline" else step
     else:
