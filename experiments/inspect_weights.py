@@ -20,6 +20,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments import diagnostics, quiet_absl_info
+from experiments.checks import writable_dir
 from influence_ssl.metrics import weights_report
 from influence_ssl.trainer import ConfigError
 
@@ -165,8 +166,7 @@ def main(argv):
     if not run_dirs:
         raise ConfigError("Give at least one run directory (see the module docstring).")
     records = load_runs(run_dirs)
-    out_dir = FLAGS.out_dir or run_dirs[0]
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = writable_dir(FLAGS.out_dir or run_dirs[0], "--out_dir")
     result = report(records)
     result["runs"] = [os.path.abspath(d) for d in run_dirs]
     path = os.path.join(out_dir, "weights_report.json")

@@ -23,6 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments import diagnostics, quiet_absl_info
+from experiments.checks import writable_dir
 from influence_ssl.data import SYNTHETIC_DATASETS, make_synthetic
 from influence_ssl.influence import DEFAULT_DAMPING
 from influence_ssl.metrics import softmax, weight_diagnostics
@@ -173,6 +174,10 @@ def check_flags():
     except ValueError:
         raise ConfigError(f"--plot_iterations must be integers, got {FLAGS.plot_iterations}.") from None
     base_config(FLAGS.first_seed).validate(FLAGS.num_labeled, FLAGS.num_unlabeled, FLAGS.num_validation)
+    writable_dir(os.path.dirname(os.path.abspath(FLAGS.json_out.format(dataset=FLAGS.dataset))), "--json_out")
+    for name in ("plot_dir", "runs_dir"):
+        if FLAGS[name].value:
+            writable_dir(FLAGS[name].value, f"--{name}")
 
 
 def main(argv):

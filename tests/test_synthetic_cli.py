@@ -46,6 +46,7 @@ def test_json_has_the_documented_keys_and_pictures_are_written(tmp_path):
     ("--lr=inf", "--lr must be a finite number"),
     ("--pl_threshold=1.5", "--pl_threshold must be in [0, 1]"),
     ("--tuned_grid=0.3,x", "--tuned_grid must be a list of numbers"),
+    ("--runs_dir=/proc/version/runs", "Cannot write to --runs_dir"),
 ])
 def test_bad_flags_exit_nonzero_with_a_clear_message(tmp_path, flag, message):
     result = run(["--seeds=1", flag, f"--json_out={tmp_path / 'r.json'}", "--plot_dir="])
