@@ -35,6 +35,9 @@ flags.DEFINE_string("json_out", "out/compare_{algorithm}_{dataset}.json", "Where
 # test evaluations: it stays in results.json under "test_selected", for comparison with UDA's reports).
 flags.DEFINE_enum("metric", "test_accuracy", ["test_accuracy", "median_last20_test_accuracy"],
                   "Per-run number compared: the final test accuracy, or the median of the last 20 evaluations.")
+flags.DEFINE_string("seed_dir", None, "Where each finished seed is saved (default: beside --json_out, "
+                    "<json_out>_seeds/). A restarted comparison loads the seeds found there instead of "
+                    "re-running them, so a long sweep spans sessions; a seed saved under other settings is refused.")
 flags.DEFINE_list("weight_lr_grid", [], "Λ step sizes η to choose from per seed by the final validation loss: "
                   "numbers, or 'default' for DEFAULT_WEIGHT_LR_GRIDS[--weight_optimizer] (empty: --weight_lr only).")
 
@@ -94,6 +97,30 @@ def run_seed(settings, seed):
     return accuracy, chosen_lr, diagnostics
 
 
+def seed_record_path(seed_dir, seed):
+    return os.path.join(seed_dir, f"seed_{seed}.npz")
+
+
+def run_or_load_seed(settings, seed, seed_dir, fingerprint):
+    """run_seed, or its saved result from an earlier (interrupted) run of the same settings."""
+    path = seed_record_path(seed_dir, seed)
+    if os.path.exists(path):
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["fingerprint"]) != fingerprint:
+                raise ConfigError(f"{path} was saved under other settings; use another --seed_dir or remove it.")
+            accuracy = {m: float(f[f"accuracy_{m}"]) for m in METHODS}
+            chosen_lr = {m: float(f[f"weight_lr_{m}"]) for m in ("ours", "ours_reversed")}
+            diagnostics = {key: f[key] for key in ("lambda", "counts", "wrong")}
+            diagnostics["lambda_step_abs_mean"] = float(f["lambda_step_abs_mean"])
+        return accuracy, chosen_lr, diagnostics, True
+    accuracy, chosen_lr, diagnostics = run_seed(settings, seed)
+    np.savez(path + ".tmp.npz", fingerprint=np.str_(fingerprint),
+             **{f"accuracy_{m}": accuracy[m] for m in METHODS},
+             **{f"weight_lr_{m}": chosen_lr[m] for m in chosen_lr}, **diagnostics)
+    os.replace(path + ".tmp.npz", path)  # a seed is saved whole or not at all
+    return accuracy, chosen_lr, diagnostics, False
+
+
 def count_group_diagnostics(lam, counts, wrong, seeds):
     """weight_diagnostics within each COUNT_GROUPS group (with its share of the examples)."""
     out = {}
@@ -115,13 +142,18 @@ def main(argv):
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
     json_out = FLAGS.json_out.format(algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
     writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
+    seed_dir = writable_dir(FLAGS.seed_dir or os.path.splitext(json_out)[0] + "_seeds", "--seed_dir")
+    # Everything that decides a seed's result besides the seed itself.
+    fingerprint = json.dumps({"settings": settings, "algorithm": FLAGS.algorithm, "dataset": FLAGS.dataset,
+                              "metric": FLAGS.metric, "weight_lr_grid": weight_lr_grid(settings),
+                              "flags": {name: FLAGS[name].value for name in image_ssl.RUN_FLAGS}}, sort_keys=True)
     per_method = {m: [] for m in METHODS}
     chosen = {m: [] for m in ("ours", "ours_reversed")}
     rows = {key: [] for key in ("lambda", "counts", "wrong", "seed")}
     movement = []
     start = time.time()
     for seed in seeds:
-        accuracy, chosen_lr, diagnostics = run_seed(settings, seed)
+        accuracy, chosen_lr, diagnostics, loaded = run_or_load_seed(settings, seed, seed_dir, fingerprint)
         for m in METHODS:
             per_method[m].append(accuracy[m])
         for m in chosen:
@@ -131,7 +163,8 @@ def main(argv):
         rows["seed"].append(np.full(len(diagnostics["lambda"]), seed))
         movement.append(diagnostics["lambda_step_abs_mean"])
         print(f"seed {seed}: " + ", ".join(f"{m} {100 * accuracy[m]:.1f}" for m in METHODS)
-              + f" (η = {chosen_lr['ours']:g}) [{time.time() - start:.0f}s]", flush=True)
+              + f" (η = {chosen_lr['ours']:g})" + (" [saved earlier]" if loaded else f" [{time.time() - start:.0f}s]"),
+              flush=True)
     methods = {m: method_summary(per_method[m]) for m in METHODS}
     for m in chosen:
         methods[m]["weight_lr_per_seed"] = chosen[m]

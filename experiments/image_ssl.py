@@ -66,6 +66,11 @@ flags.DEFINE_bool("jit_compile", False, "XLA-compile the θ update (loss, gradie
 flags.DEFINE_string("tpu", None, "TPU name or address: train with TPUStrategy (untested here: no TPU).")
 
 
+# Flags that change a run's result but are not part of `resolved()` settings (those are the numbers).
+RUN_FLAGS = ("uda_preset", "augment", "with_extra", "weight_optimizer", "influence", "influence_scope",
+             "binary_reparam", "mixed_precision", "jit_compile")
+
+
 @dataclasses.dataclass
 class Preset:
     steps: int

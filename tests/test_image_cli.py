@@ -62,3 +62,18 @@ def test_view_inputs_writes_the_grid_of_what_the_model_sees(tmp_path):
     result = run("experiments.view_inputs", ["--algorithm=uda", "--dataset=digits", f"--out={out}"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert out.stat().st_size > 10_000
+
+
+def test_compare_saves_each_seed_and_a_restart_loads_it(tmp_path):
+    """A long sweep spans sessions: a finished seed is saved whole and not re-run; other settings are refused."""
+    tiny = ["--steps=30", "--weight_warmup=10", "--inner_steps=10", "--log_every=30", "--eval_every=30",
+            "--checkpoint_every=30", "--seeds=1", f"--json_out={tmp_path / 'r.json'}"]
+    first = run("experiments.compare", tiny)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (tmp_path / "r_seeds" / "seed_0.npz").exists()
+    again = run("experiments.compare", tiny)
+    assert again.returncode == 0 and "[saved earlier]" in again.stdout
+    table = lambda out: [line for line in out.splitlines() if line.startswith(("base ", "ours "))]
+    assert table(again.stdout) == table(first.stdout)
+    other = run("experiments.compare", [*tiny, "--weight_lr=0.5"])
+    assert other.returncode == 2 and "saved under other settings" in other.stderr
