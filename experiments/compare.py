@@ -23,7 +23,7 @@ from absl import app, flags
 from experiments import image_ssl, quiet_absl_info
 from experiments.checks import writable_dir
 from influence_ssl.data import DatasetNotFoundError
-from influence_ssl.metrics import softmax, weight_diagnostics
+from influence_ssl.metrics import auroc, softmax, weight_diagnostics
 from influence_ssl.report import format_table, method_summary
 from influence_ssl.trainer import ConfigError, TrainingDiverged
 
@@ -93,6 +93,8 @@ def run_seed(settings, seed):
     diagnostics = {"lambda": trainer.weights.to_numpy()[data.unlabeled_ids],
                    "counts": trainer.weights.counts_numpy()[data.unlabeled_ids],
                    "wrong": probs.argmax(1) != data.unlabeled_true_y,
+                   "ood": (np.zeros(len(data.unlabeled_ids), bool) if data.unlabeled_ood is None
+                           else data.unlabeled_ood),
                    "lambda_step_abs_mean": results["lambda"]["lambda_step_abs_mean_over_run"]}
     return accuracy, chosen_lr, diagnostics
 
@@ -110,7 +112,7 @@ def run_or_load_seed(settings, seed, seed_dir, fingerprint):
                 raise ConfigError(f"{path} was saved under other settings; use another --seed_dir or remove it.")
             accuracy = {m: float(f[f"accuracy_{m}"]) for m in METHODS}
             chosen_lr = {m: float(f[f"weight_lr_{m}"]) for m in ("ours", "ours_reversed")}
-            diagnostics = {key: f[key] for key in ("lambda", "counts", "wrong")}
+            diagnostics = {key: f[key] for key in ("lambda", "counts", "wrong", "ood")}
             diagnostics["lambda_step_abs_mean"] = float(f["lambda_step_abs_mean"])
         return accuracy, chosen_lr, diagnostics, True
     accuracy, chosen_lr, diagnostics = run_seed(settings, seed)
@@ -149,7 +151,7 @@ def main(argv):
                               "flags": {name: FLAGS[name].value for name in image_ssl.RUN_FLAGS}}, sort_keys=True)
     per_method = {m: [] for m in METHODS}
     chosen = {m: [] for m in ("ours", "ours_reversed")}
-    rows = {key: [] for key in ("lambda", "counts", "wrong", "seed")}
+    rows = {key: [] for key in ("lambda", "counts", "wrong", "ood", "seed")}
     movement = []
     start = time.time()
     for seed in seeds:
@@ -158,7 +160,7 @@ def main(argv):
             per_method[m].append(accuracy[m])
         for m in chosen:
             chosen[m].append(chosen_lr[m])
-        for key in ("lambda", "counts", "wrong"):
+        for key in ("lambda", "counts", "wrong", "ood"):
             rows[key].append(diagnostics[key])
         rows["seed"].append(np.full(len(diagnostics["lambda"]), seed))
         movement.append(diagnostics["lambda_step_abs_mean"])
@@ -169,7 +171,8 @@ def main(argv):
     for m in chosen:
         methods[m]["weight_lr_per_seed"] = chosen[m]
     methods["ours"]["lambda_step_abs_mean_per_seed"] = movement
-    lam, counts, wrong, seed_of_row = map(np.concatenate, (rows["lambda"], rows["counts"], rows["wrong"], rows["seed"]))
+    lam, counts, wrong, ood, seed_of_row = map(np.concatenate, (rows["lambda"], rows["counts"], rows["wrong"],
+                                                                rows["ood"], rows["seed"]))
     results = {"dataset": FLAGS.dataset, "algorithm": FLAGS.algorithm, "seeds": seeds, "metric": FLAGS.metric,
                "weight_lr_grid": weight_lr_grid(settings), "methods": methods,
                "weights": weight_diagnostics(lam, wrong, groups=seed_of_row),
@@ -177,6 +180,11 @@ def main(argv):
                # that sampled it) keeps its initial λ whatever its pseudo-label: diagnostics by that count.
                "weights_by_hypergradient_count": count_group_diagnostics(lam, counts, wrong, seed_of_row),
                "settings": settings}
+    if ood.any():  # out-of-distribution unlabeled examples (OOD rows count as wrong pseudo-labels)
+        results["ood_fraction"] = float(ood.mean())
+        results["auroc_low_weight_vs_ood"] = auroc(-lam, ood)
+        results["auroc_low_weight_vs_ood_per_seed"] = [auroc(-lam[seed_of_row == s], ood[seed_of_row == s])
+                                                        for s in seeds]
     with open(json_out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"\n{FLAGS.algorithm} on {FLAGS.dataset}, {len(seeds)} seeds, {FLAGS.metric}:")
@@ -190,6 +198,10 @@ def main(argv):
               f"{100 * w['wrong_pseudo_label_rate_lowest_5pct']:.1f}% among the lowest 5% of λ; "
               f"AUROC of -λ {w['auroc_low_weight_vs_wrong']:.3f} pooled, "
               f"{w['auroc_low_weight_vs_wrong_per_seed_mean']:.3f} ± {w['auroc_low_weight_vs_wrong_per_seed_std']:.3f} per seed")
+    if "auroc_low_weight_vs_ood" in results:
+        print(f"out-of-distribution unlabeled: {100 * results['ood_fraction']:.0f}%; AUROC of -λ for OOD "
+              f"{results['auroc_low_weight_vs_ood']:.3f} pooled, per seed "
+              + ", ".join(f"{a:.3f}" for a in results["auroc_low_weight_vs_ood_per_seed"]))
     print(f"mean |Δλ| per Λ step (ours): {np.mean(movement):.4g}")
     print(f"results: {json_out}\ntotal time {time.time() - start:.0f}s")
 

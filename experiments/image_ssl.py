@@ -61,6 +61,10 @@ flags.DEFINE_integer("validation_batch", None, "Validation batch V' of a Λ step
 flags.DEFINE_integer("eval_every", None, "Evaluate every this many steps (FixMatch: 1024 = 64 kimg).")
 flags.DEFINE_integer("log_every", None, "Progress line every this many steps.")
 flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every this many steps.")
+flags.DEFINE_list("ood_classes", [], "Classes held out of labeled, validation and test; their images go into the "
+                  "unlabeled set as out-of-distribution examples (e.g. 6,7,8,9 on digits).")
+flags.DEFINE_float("ood_fraction", 0.0, "Share of the unlabeled set that is out of distribution, in [0, 1).")
+flags.DEFINE_bool("ood_noise", False, "The out-of-distribution unlabeled examples are uniform-noise images.")
 flags.DEFINE_bool("mixed_precision", False, "θ step in float16 with float32 variables and loss scaling (GPU).")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the θ update (loss, gradients, optimizer, EMA).")
 flags.DEFINE_string("tpu", None, "TPU name or address: train with TPUStrategy (untested here: no TPU).")
@@ -68,7 +72,7 @@ flags.DEFINE_string("tpu", None, "TPU name or address: train with TPUStrategy (u
 
 # Flags that change a run's result but are not part of `resolved()` settings (those are the numbers).
 RUN_FLAGS = ("uda_preset", "augment", "with_extra", "weight_optimizer", "influence", "influence_scope",
-             "binary_reparam", "mixed_precision", "jit_compile")
+             "binary_reparam", "mixed_precision", "jit_compile", "ood_classes", "ood_fraction", "ood_noise")
 
 
 @dataclasses.dataclass
@@ -163,15 +167,34 @@ def check_settings(settings):
         raise ConfigError(f"--uda_softmax_temp must be > 0, got {settings['uda_softmax_temp']}.")
     if FLAGS.with_extra and FLAGS.dataset != "svhn":
         raise ConfigError(f"--with_extra applies to --dataset=svhn only, not {FLAGS.dataset}.")
+    try:
+        [int(c) for c in FLAGS.ood_classes]
+    except ValueError:
+        raise ConfigError(f"--ood_classes must be class numbers, got {','.join(FLAGS.ood_classes)}.") from None
+    if not 0 <= FLAGS.ood_fraction < 1:  # also refuses nan
+        raise ConfigError(f"--ood_fraction must be in [0, 1), got {FLAGS.ood_fraction}.")
+    if FLAGS.ood_fraction > 0 and not ood_requested():
+        raise ConfigError("--ood_fraction needs --ood_classes or --ood_noise.")
     if FLAGS.binary_reparam and FLAGS.dataset in data_lib.IMAGE_DATASETS:
         raise ConfigError(f"--binary_reparam needs two classes; {FLAGS.dataset} has 10.")
     train_config(settings, 0, FLAGS.weighting).validate(settings["num_labeled"], math.inf, settings["num_validation"])
 
 
+def ood_requested():
+    return bool(FLAGS.ood_classes) or FLAGS.ood_noise
+
+
 def load_data(settings, seed):
-    """(SSLData, split, metadata) of the seeded split; a missing TFDS dataset raises
-    DatasetNotFoundError, sizes that do not fit the dataset ConfigError, before any model exists."""
+    """(SSLData, split, metadata) of the seeded split (split None with out-of-distribution unlabeled data);
+    a missing TFDS dataset raises DatasetNotFoundError, sizes that do not fit the dataset ConfigError,
+    before any model exists."""
     try:
+        if ood_requested():
+            dataset = data_lib.load_image_dataset(FLAGS.dataset, FLAGS.data_dir, with_extra=FLAGS.with_extra)
+            data = data_lib.ood_ssl_data(dataset, settings["num_labeled"], settings["num_validation"], seed,
+                                         ood_classes=[int(c) for c in FLAGS.ood_classes],
+                                         ood_fraction=FLAGS.ood_fraction, noise=FLAGS.ood_noise)
+            return data, None, dataset.metadata
         return data_lib.image_ssl_data(FLAGS.dataset, settings["num_labeled"], settings["num_validation"], seed,
                                        data_dir=FLAGS.data_dir, with_extra=FLAGS.with_extra, return_split=True)
     except data_lib.SplitSizeError as e:

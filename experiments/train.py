@@ -35,7 +35,8 @@ def main(argv):
     writable_dir(FLAGS.train_dir)
     data, split, metadata = image_ssl.load_data(settings, FLAGS.seed)
     print(data.summary(), flush=True)
-    save_split(os.path.join(FLAGS.train_dir, "split.json"), split, dataset=FLAGS.dataset)
+    if split is not None:  # an out-of-distribution run is defined by its flags and seed instead
+        save_split(os.path.join(FLAGS.train_dir, "split.json"), split, dataset=FLAGS.dataset)
     strategy = image_ssl.make_strategy()
     print(f"{strategy.num_replicas_in_sync} replica(s): {type(strategy).__name__}", flush=True)
     trainer = image_ssl.make_trainer(settings, data, FLAGS.seed, FLAGS.weighting, train_dir=FLAGS.train_dir,
@@ -43,7 +44,8 @@ def main(argv):
     results = trainer.run()
     clean = trainer.source.scale(data.unlabeled_x)  # the un-augmented view, for the weight diagnostics
     diagnostics.save(os.path.join(FLAGS.train_dir, diagnostics.RECORD_NAME),
-                     diagnostics.collect(trainer, data, FLAGS.seed, np.asarray(clean), kind="image"))
+                     diagnostics.collect(trainer, data, FLAGS.seed, np.asarray(clean), kind="image",
+                                         ood=data.unlabeled_ood))
     summary = {k: results[k] for k in ("test_accuracy", "median_last20_test_accuracy", "step") if k in results}
     print(json.dumps({**summary, "lambda": results["lambda"]}, indent=2))
     print(f"results: {os.path.join(FLAGS.train_dir, 'results.json')}")

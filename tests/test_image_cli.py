@@ -24,6 +24,10 @@ def run(module, args, timeout=300):
     ("--batch=0", "--batch must be >= 1"),
     ("--with_extra", "--with_extra applies to --dataset=svhn only"),
     ("--train_dir={file}/run", "Cannot write to --train_dir"),
+    ("--ood_fraction=1.5", "--ood_fraction must be in [0, 1)"),
+    ("--ood_classes=6,x", "--ood_classes must be class numbers"),
+    ("--ood_fraction=0.5", "--ood_fraction needs --ood_classes or --ood_noise"),
+    ("--ood_classes=12", "OOD classes must be in 0..9"),
 ])
 def test_train_refuses_bad_input_in_one_line(tmp_path, flag, message):
     blocker = tmp_path / "a_file"

@@ -18,6 +18,7 @@ from influence_ssl.data.images import (
     scale_images,
     svhn_labels_as,
 )
+from influence_ssl.data.ood import ood_ssl_data
 from influence_ssl.data.splits import ImageSplit, SplitSizeError, load_split, make_image_ssl_split, save_split
 
 __all__ += [
@@ -33,6 +34,7 @@ __all__ += [
     "prepared_tfds_builder",
     "scale_images",
     "svhn_labels_as",
+    "ood_ssl_data",
     "ImageSplit",
     "SplitSizeError",
     "load_split",

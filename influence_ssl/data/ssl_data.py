@@ -1,5 +1,6 @@
 """An in-memory semi-supervised dataset: labeled, unlabeled (with stable IDs), validation, test."""
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
@@ -9,7 +10,8 @@ class SSLData:
     """Arrays of one split. Unlabeled example i has ID unlabeled_ids[i].
 
     unlabeled_true_y holds the hidden labels of the unlabeled examples: never used for
-    training, only for diagnostics (how many pseudo-labels are wrong).
+    training, only for diagnostics (how many pseudo-labels are wrong). unlabeled_ood, when set,
+    marks the out-of-distribution unlabeled examples (diagnostics only, like the labels).
     """
 
     name: str
@@ -23,9 +25,11 @@ class SSLData:
     val_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    unlabeled_ood: Optional[np.ndarray] = None
 
     def summary(self):
-        return (f"{self.name}: {len(self.labeled_y)} labeled, {len(self.unlabeled_ids)} unlabeled, "
+        ood = "" if self.unlabeled_ood is None else f" ({int(np.sum(self.unlabeled_ood))} out of distribution)"
+        return (f"{self.name}: {len(self.labeled_y)} labeled, {len(self.unlabeled_ids)} unlabeled{ood}, "
                 f"{len(self.val_y)} validation, {len(self.test_y)} test, {self.num_classes} classes")
 
 
