@@ -38,16 +38,34 @@ flags.DEFINE_enum("metric", "test_accuracy", ["test_accuracy", "median_last20_te
 flags.DEFINE_string("seed_dir", None, "Where each finished seed is saved (default: beside --json_out, "
                     "<json_out>_seeds/). A restarted comparison loads the seeds found there instead of "
                     "re-running them, so a long sweep spans sessions; a seed saved under other settings is refused.")
+flags.DEFINE_list("tuned_lambda_grid", [], "Also run the base algorithm with one fixed λ for every unlabeled "
+                  "example, chosen per seed from this grid by the final validation loss (e.g. 0.1,0.3,1,3): "
+                  "the baseline as informed as ours. Empty: not run.")
 flags.DEFINE_list("weight_lr_grid", [], "Λ step sizes η to choose from per seed by the final validation loss: "
                   "numbers, or 'default' for DEFAULT_WEIGHT_LR_GRIDS[--weight_optimizer] (empty: --weight_lr only).")
 
 METHODS = {"base": ("none", False), "ours": ("per_example", False), "ours_reversed": ("per_example", True)}
+TUNED = "tuned_single_lambda"  # with --tuned_lambda_grid: one fixed λ for all, chosen on validation
 # Step-size grids per Λ optimizer. Adam-type steps are ~η per visit whatever the gradient's scale; an SGD
 # step is η·g, and the hypergradient carries the training loss's 1/|U'| (|g| ~ 1e-4 on digits, 96 rows),
 # so SGD's grid is shifted by that scale: comparing optimizers at one η would compare scales.
 DEFAULT_WEIGHT_LR_GRIDS = {"madam": (0.01, 0.04, 0.1), "adam": (0.01, 0.04, 0.1), "sgd": (30.0, 100.0, 300.0, 1000.0)}
 # Groups of unlabeled examples by the number of Λ steps that gave them a non-zero hypergradient.
 COUNT_GROUPS = {"never": (0, 0), "1-2": (1, 2), "3+": (3, math.inf)}
+
+
+def active_methods():
+    return list(METHODS) + ([TUNED] if FLAGS.tuned_lambda_grid else [])
+
+
+def tuned_lambda_grid():
+    try:
+        grid = [float(v) for v in FLAGS.tuned_lambda_grid]
+    except ValueError:
+        raise ConfigError(f"--tuned_lambda_grid must be a list of numbers, got {FLAGS.tuned_lambda_grid}.") from None
+    if not all(math.isfinite(v) and v >= 0 for v in grid):
+        raise ConfigError(f"--tuned_lambda_grid must hold finite values >= 0, got {grid}.")
+    return grid
 
 
 def weight_lr_grid(settings):
@@ -78,8 +96,17 @@ def run_seed(settings, seed):
     """Every method on one seed: ({method: metric}, {method: η}, diagnostics of ours' weights)."""
     data, _, _ = image_ssl.load_data(settings, seed)
     accuracy, chosen_lr = {}, {}
-    _, results = train(settings, data, seed, "none")
-    accuracy["base"] = results[FLAGS.metric]
+    _, base_results = train(settings, data, seed, "none")
+    accuracy["base"] = base_results[FLAGS.metric]
+    if FLAGS.tuned_lambda_grid:
+        candidates = []
+        for value in tuned_lambda_grid():
+            candidate = dict(settings, weight_init=value)
+            # λ = the preset's λ is the base run itself (same seed, config and data order).
+            candidates.append((candidate, None, base_results) if value == settings["weight_init"]
+                              else (candidate, *train(candidate, data, seed, "none")))
+        candidate, _, results = choose_on_validation(candidates)
+        accuracy[TUNED], chosen_lr[TUNED] = results[FLAGS.metric], candidate["weight_init"]
     # ours at every η, keeping the lowest final validation loss.
     candidates = []
     for weight_lr in weight_lr_grid(settings):
@@ -110,15 +137,18 @@ def run_or_load_seed(settings, seed, seed_dir, fingerprint):
         with np.load(path, allow_pickle=False) as f:
             if str(f["fingerprint"]) != fingerprint:
                 raise ConfigError(f"{path} was saved under other settings; use another --seed_dir or remove it.")
-            accuracy = {m: float(f[f"accuracy_{m}"]) for m in METHODS}
+            accuracy = {m: float(f[f"accuracy_{m}"]) for m in active_methods()}
             chosen_lr = {m: float(f[f"weight_lr_{m}"]) for m in ("ours", "ours_reversed")}
+            if FLAGS.tuned_lambda_grid:
+                chosen_lr[TUNED] = float(f["tuned_lambda"])
             diagnostics = {key: f[key] for key in ("lambda", "counts", "wrong", "ood")}
             diagnostics["lambda_step_abs_mean"] = float(f["lambda_step_abs_mean"])
         return accuracy, chosen_lr, diagnostics, True
     accuracy, chosen_lr, diagnostics = run_seed(settings, seed)
     np.savez(path + ".tmp.npz", fingerprint=np.str_(fingerprint),
-             **{f"accuracy_{m}": accuracy[m] for m in METHODS},
-             **{f"weight_lr_{m}": chosen_lr[m] for m in chosen_lr}, **diagnostics)
+             **{f"accuracy_{m}": accuracy[m] for m in active_methods()},
+             **{f"weight_lr_{m}": chosen_lr[m] for m in ("ours", "ours_reversed")},
+             **({"tuned_lambda": chosen_lr[TUNED]} if TUNED in chosen_lr else {}), **diagnostics)
     os.replace(path + ".tmp.npz", path)  # a seed is saved whole or not at all
     return accuracy, chosen_lr, diagnostics, False
 
@@ -140,7 +170,8 @@ def main(argv):
     del argv
     quiet_absl_info()
     settings = image_ssl.resolved()
-    weight_lr_grid(settings)  # refuse a bad grid before any training
+    weight_lr_grid(settings)  # refuse bad grids before any training
+    tuned_lambda_grid()
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
     json_out = FLAGS.json_out.format(algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
     writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
@@ -148,28 +179,34 @@ def main(argv):
     # Everything that decides a seed's result besides the seed itself.
     fingerprint = json.dumps({"settings": settings, "algorithm": FLAGS.algorithm, "dataset": FLAGS.dataset,
                               "metric": FLAGS.metric, "weight_lr_grid": weight_lr_grid(settings),
-                              "flags": {name: FLAGS[name].value for name in image_ssl.RUN_FLAGS}}, sort_keys=True)
-    per_method = {m: [] for m in METHODS}
+                              "flags": {name: FLAGS[name].value for name in image_ssl.RUN_FLAGS},
+                              "tuned_lambda_grid": tuned_lambda_grid()}, sort_keys=True)
+    per_method = {m: [] for m in active_methods()}
     chosen = {m: [] for m in ("ours", "ours_reversed")}
+    tuned = []  # the λ chosen on validation per seed, with --tuned_lambda_grid
     rows = {key: [] for key in ("lambda", "counts", "wrong", "ood", "seed")}
     movement = []
     start = time.time()
     for seed in seeds:
         accuracy, chosen_lr, diagnostics, loaded = run_or_load_seed(settings, seed, seed_dir, fingerprint)
-        for m in METHODS:
+        for m in per_method:
             per_method[m].append(accuracy[m])
         for m in chosen:
             chosen[m].append(chosen_lr[m])
+        if TUNED in chosen_lr:
+            tuned.append(chosen_lr[TUNED])
         for key in ("lambda", "counts", "wrong", "ood"):
             rows[key].append(diagnostics[key])
         rows["seed"].append(np.full(len(diagnostics["lambda"]), seed))
         movement.append(diagnostics["lambda_step_abs_mean"])
-        print(f"seed {seed}: " + ", ".join(f"{m} {100 * accuracy[m]:.1f}" for m in METHODS)
+        print(f"seed {seed}: " + ", ".join(f"{m} {100 * accuracy[m]:.1f}" for m in per_method)
               + f" (η = {chosen_lr['ours']:g})" + (" [saved earlier]" if loaded else f" [{time.time() - start:.0f}s]"),
               flush=True)
-    methods = {m: method_summary(per_method[m]) for m in METHODS}
+    methods = {m: method_summary(per_method[m]) for m in per_method}
     for m in chosen:
         methods[m]["weight_lr_per_seed"] = chosen[m]
+    if TUNED in methods:
+        methods[TUNED]["lambda_per_seed"] = tuned
     methods["ours"]["lambda_step_abs_mean_per_seed"] = movement
     lam, counts, wrong, ood, seed_of_row = map(np.concatenate, (rows["lambda"], rows["counts"], rows["wrong"],
                                                                 rows["ood"], rows["seed"]))
@@ -188,7 +225,7 @@ def main(argv):
     with open(json_out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"\n{FLAGS.algorithm} on {FLAGS.dataset}, {len(seeds)} seeds, {FLAGS.metric}:")
-    print(format_table(methods, seeds, "base", ["ours", "ours_reversed"]))
+    print(format_table(methods, seeds, "base", [m for m in methods if m != "base"]))
     groups = [("all unlabeled", results["weights"])] + [
         (f"{name} non-zero hypergradients, {100 * w['fraction']:.0f}% of examples", w)
         for name, w in results["weights_by_hypergradient_count"].items() if "auroc_low_weight_vs_wrong" in w]

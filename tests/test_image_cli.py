@@ -1,4 +1,5 @@
 """experiments.train and experiments.compare on bad input: one line on stderr, exit code 2, no traceback."""
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def test_train_refuses_bad_input_in_one_line(tmp_path, flag, message):
     ("--metric=best_test_accuracy", "best_test_accuracy"),  # a test-selected number is not offered
     ("--weight_lr_grid=0.01,abc", "--weight_lr_grid must be a list of numbers"),
     ("--weight_lr_grid=0.01,-1", "--weight_lr_grid must hold finite values > 0"),
+    ("--tuned_lambda_grid=1,nan", "--tuned_lambda_grid must hold finite values >= 0"),
 ])
 def test_compare_refuses_bad_input(tmp_path, flag, message):
     result = run("experiments.compare", [flag, "--seeds=1", f"--json_out={tmp_path / 'r.json'}"])
@@ -71,10 +73,12 @@ def test_view_inputs_writes_the_grid_of_what_the_model_sees(tmp_path):
 def test_compare_saves_each_seed_and_a_restart_loads_it(tmp_path):
     """A long sweep spans sessions: a finished seed is saved whole and not re-run; other settings are refused."""
     tiny = ["--steps=30", "--weight_warmup=10", "--inner_steps=10", "--log_every=30", "--eval_every=30",
-            "--checkpoint_every=30", "--seeds=1", f"--json_out={tmp_path / 'r.json'}"]
+            "--checkpoint_every=30", "--seeds=1", "--tuned_lambda_grid=0.5,1", f"--json_out={tmp_path / 'r.json'}"]
     first = run("experiments.compare", tiny)
     assert first.returncode == 0, first.stderr[-2000:]
     assert (tmp_path / "r_seeds" / "seed_0.npz").exists()
+    tuned = json.loads((tmp_path / "r.json").read_text())["methods"]["tuned_single_lambda"]
+    assert len(tuned["test_accuracy"]) == 1 and tuned["lambda_per_seed"][0] in (0.5, 1.0)
     again = run("experiments.compare", tiny)
     assert again.returncode == 0 and "[saved earlier]" in again.stdout
     table = lambda out: [line for line in out.splitlines() if line.startswith(("base ", "ours "))]
