@@ -1,5 +1,6 @@
 """Checks the entry points share: they turn bad input into one-line ConfigErrors."""
 import os
+import sys
 
 from influence_ssl.trainer import ConfigError
 
@@ -15,3 +16,15 @@ def writable_dir(path, flag="--train_dir"):
     except OSError as e:
         raise ConfigError(f"Cannot write to {flag}={path!r}: {e.strerror or e}.") from None
     return path
+
+
+def run_main(main, *errors, **run_kwargs):
+    """absl's app.run(main, **run_kwargs), with ConfigError and `errors` printed as one line
+    `error: ...` and exit code 2: bad input is the user's to fix, and a traceback is for bugs only."""
+    from absl import app
+
+    try:
+        app.run(main, **run_kwargs)
+    except (ConfigError, *errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

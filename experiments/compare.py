@@ -14,14 +14,13 @@ hypergradient (an example below FixMatch's confidence mask gets 0 and keeps its 
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import image_ssl, quiet_absl_info
-from experiments.checks import writable_dir
+from experiments.checks import run_main, writable_dir
 from influence_ssl.data import DatasetNotFoundError
 from influence_ssl.metrics import auroc, softmax, weight_diagnostics
 from influence_ssl.report import format_table, method_summary
@@ -244,11 +243,7 @@ def main(argv):
 
 
 def run():
-    try:
-        app.run(main)
-    except (ConfigError, DatasetNotFoundError, TrainingDiverged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main, DatasetNotFoundError, TrainingDiverged)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,11 @@ per-cell flag files in experiments/configs/table1/ hold the paper's.
 import dataclasses
 import functools
 import math
-import os
 
 import tensorflow as tf
 import tf_keras as keras
 from absl import flags
 
-from experiments.checks import writable_dir
 from influence_ssl import data as data_lib
 from influence_ssl import models
 from influence_ssl.ssl import UDA, FixMatch, PseudoLabel

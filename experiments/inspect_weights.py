@@ -14,13 +14,12 @@ data a scatter on one absolute λ scale).
 import json
 import math
 import os
-import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import diagnostics, quiet_absl_info
-from experiments.checks import writable_dir
+from experiments.checks import run_main, writable_dir
 from influence_ssl.metrics import weights_report
 from influence_ssl.trainer import ConfigError
 
@@ -182,11 +181,7 @@ def main(argv):
 
 
 def run():
-    try:
-        app.run(main)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)
 
 
 if __name__ == "__main__":

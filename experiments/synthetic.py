@@ -20,10 +20,10 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import diagnostics, quiet_absl_info
-from experiments.checks import writable_dir
+from experiments.checks import run_main, writable_dir
 from influence_ssl.data import SYNTHETIC_DATASETS, make_synthetic
 from influence_ssl.influence import DEFAULT_DAMPING
 from influence_ssl.metrics import softmax, weight_diagnostics
@@ -240,11 +240,7 @@ def main(argv):
 
 
 def run():
-    try:
-        app.run(main)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)
 
 
 if __name__ == "__main__":

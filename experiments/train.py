@@ -12,15 +12,14 @@ unlabeled_diagnostics.npz (read by `python -m experiments.inspect_weights TRAIN_
 """
 import json
 import os
-import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import diagnostics, image_ssl, quiet_absl_info
-from experiments.checks import writable_dir
+from experiments.checks import run_main, writable_dir
 from influence_ssl.data import DatasetNotFoundError, save_split
-from influence_ssl.trainer import CheckpointError, ConfigError, TrainingDiverged
+from influence_ssl.trainer import CheckpointError, TrainingDiverged
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("seed", 1, "Seed of the split, the initialisation, the data order and augmentation.")
@@ -52,11 +51,7 @@ def main(argv):
 
 
 def run():
-    try:
-        app.run(main)
-    except (ConfigError, DatasetNotFoundError, CheckpointError, TrainingDiverged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main, DatasetNotFoundError, CheckpointError, TrainingDiverged)
 
 
 if __name__ == "__main__":

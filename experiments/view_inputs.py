@@ -7,14 +7,13 @@ Takes the same flags as experiments.train (dataset, algorithm, augment, num_labe
 every augmentation and default against the data: no mirrored digits, sensible fill and cutout.
 """
 import os
-import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import image_ssl, quiet_absl_info
+from experiments.checks import run_main
 from influence_ssl.data import DatasetNotFoundError
-from influence_ssl.trainer import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("seed", 1, "Seed of the split and the augmentations.")
@@ -65,11 +64,7 @@ def main(argv):
 
 
 def run():
-    try:
-        app.run(main)
-    except (ConfigError, DatasetNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main, DatasetNotFoundError)
 
 
 if __name__ == "__main__":

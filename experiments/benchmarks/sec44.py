@@ -26,7 +26,6 @@ method, for the blocks in --cpu_memory.
     python -m experiments.benchmarks.sec44 --paper_sizes                 # the paper's sizes (a GPU job)
     python -m experiments.benchmarks.sec44 --blocks=per_example_gradients,lambda_update --repeats=10
 """
-import dataclasses
 import json
 import os
 import subprocess
@@ -35,10 +34,10 @@ import time
 
 import numpy as np
 import tensorflow as tf  # `python -m experiments...` has run experiments/__init__: TF's start-up logs are hidden
-from absl import app, flags
+from absl import flags
 
 from experiments import quiet_absl_info
-from experiments.checks import writable_dir
+from experiments.checks import run_main, writable_dir
 from experiments.benchmarks.timing import fetch, peak_rss_bytes, time_round_robin, xent
 from influence_ssl import models
 from influence_ssl.data import SSLData
@@ -580,11 +579,7 @@ def parse_flags(argv):
 
 
 def run():
-    try:
-        app.run(main, flags_parser=parse_flags)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":
