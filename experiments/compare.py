@@ -22,7 +22,7 @@ from absl import flags
 from experiments import image_ssl, quiet_absl_info
 from experiments.checks import run_main, writable_dir
 from influence_ssl.data import DatasetNotFoundError
-from influence_ssl.metrics import auroc, softmax, weight_diagnostics
+from influence_ssl.metrics import auroc, count_group_masks, softmax, weight_diagnostics
 from influence_ssl.report import format_table, method_summary
 from influence_ssl.trainer import ConfigError, TrainingDiverged
 
@@ -49,8 +49,6 @@ TUNED = "tuned_single_lambda"  # with --tuned_lambda_grid: one fixed λ for all,
 # step is η·g, and the hypergradient carries the training loss's 1/|U'| (|g| ~ 1e-4 on digits, 96 rows),
 # so SGD's grid is shifted by that scale: comparing optimizers at one η would compare scales.
 DEFAULT_WEIGHT_LR_GRIDS = {"madam": (0.01, 0.04, 0.1), "adam": (0.01, 0.04, 0.1), "sgd": (30.0, 100.0, 300.0, 1000.0)}
-# Groups of unlabeled examples by the number of Λ steps that gave them a non-zero hypergradient.
-COUNT_GROUPS = {"never": (0, 0), "1-2": (1, 2), "3+": (3, math.inf)}
 
 
 def active_methods():
@@ -153,10 +151,9 @@ def run_or_load_seed(settings, seed, seed_dir, fingerprint):
 
 
 def count_group_diagnostics(lam, counts, wrong, seeds):
-    """weight_diagnostics within each COUNT_GROUPS group (with its share of the examples)."""
+    """weight_diagnostics within each hypergradient-count group (with its share of the examples)."""
     out = {}
-    for name, (low, high) in COUNT_GROUPS.items():
-        inside = (counts >= low) & (counts <= high)
+    for name, inside in count_group_masks(counts).items():
         if inside.sum() >= 2:
             out[name] = {"fraction": float(inside.mean()),
                          **weight_diagnostics(lam[inside], wrong[inside], groups=seeds[inside])}

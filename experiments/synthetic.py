@@ -26,7 +26,7 @@ from experiments import diagnostics, quiet_absl_info
 from experiments.checks import run_main, writable_dir
 from influence_ssl.data import SYNTHETIC_DATASETS, make_synthetic
 from influence_ssl.influence import DEFAULT_DAMPING
-from influence_ssl.metrics import softmax, weight_diagnostics
+from influence_ssl.metrics import weight_diagnostics
 from influence_ssl.models import two_layer_mlp
 from influence_ssl.report import format_table, method_summary
 from influence_ssl.ssl import PseudoLabel
@@ -93,11 +93,6 @@ def train(data, config, callbacks=()):
     return trainer, trainer.run()
 
 
-def validation_loss(trainer, data):
-    probs = softmax(trainer.logits(data.val_x))
-    return float(-np.mean(np.log(probs[np.arange(len(data.val_y)), data.val_y] + 1e-12)))
-
-
 class Snapshots:
     """Callback: λ and the model's class-1 probability on a grid at chosen Λ iterations."""
 
@@ -127,10 +122,10 @@ def run_seed(data, seed, snapshots=None):
     best = None
     for value in sorted(float(v) for v in FLAGS.tuned_grid):
         if value == FLAGS.weight_init:
-            trainer, r = pseudo_label  # the same run: same seed, config and data order
+            r = pseudo_label[1]  # the same run: same seed, config and data order
         else:
-            trainer, r = train(data, base_config(seed, weight_init=value))
-        key = (r["validation_accuracy"], -validation_loss(trainer, data))
+            r = train(data, base_config(seed, weight_init=value))[1]
+        key = (r["validation_accuracy"], -r["validation_loss"])
         if best is None or key > best[0]:
             best = (key, value, r["test_accuracy"])
     accuracy["pseudo_label_tuned"] = best[2]

@@ -23,17 +23,8 @@ def auroc(scores, positives):
     num_pos, num_neg = positives.sum(), (~positives).sum()
     if num_pos == 0 or num_neg == 0:
         return float("nan")
-    # Mann-Whitney U from average ranks.
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
+    # Mann-Whitney U from average ranks (1-based).
+    ranks = _average_ranks(scores) + 1.0
     return float((ranks[positives].sum() - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
 
 
@@ -97,6 +88,16 @@ def mean_std(values):
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
+# Unlabeled examples grouped by how many Λ steps gave them a non-zero hypergradient (inclusive bounds).
+HYPERGRADIENT_COUNT_GROUPS = {"never": (0, 0), "1-2": (1, 2), "3+": (3, np.inf)}
+
+
+def count_group_masks(counts):
+    """{group name: [N] bool mask} of HYPERGRADIENT_COUNT_GROUPS for per-example counts [N]."""
+    counts = np.asarray(counts)
+    return {name: (counts >= low) & (counts <= high) for name, (low, high) in HYPERGRADIENT_COUNT_GROUPS.items()}
+
+
 def weights_report(weights, wrong, probs, counts=None, ood=None, seeds=None, lowest_fraction=0.05, bins=20):
     """What the learned λ say about the unlabeled examples (the numbers behind inspect_weights).
 
@@ -136,11 +137,10 @@ def weights_report(weights, wrong, probs, counts=None, ood=None, seeds=None, low
         if key in diagnostics:
             report[key] = diagnostics[key]
     if counts is not None:
-        counts = np.asarray(counts)
         report["by_hypergradient_count"] = {
             name: {"fraction": float(inside.mean()), "wrong_rate": float(wrong[inside].mean()) if inside.any() else None,
                    "auroc_low_weight_vs_wrong": auroc(-weights[inside], wrong[inside]) if inside.any() else None}
-            for name, inside in [("never", counts == 0), ("1-2", (counts >= 1) & (counts <= 2)), ("3+", counts >= 3)]}
+            for name, inside in count_group_masks(counts).items()}
     if ood is not None:
         report["auroc_low_weight_vs_ood"] = auroc(-weights, np.asarray(ood, bool))
     return report
