@@ -151,6 +151,7 @@ class Trainer:
                               else self._theta_update_fn)
         self._train_step = tf.function(self._train_step_fn)
         self._outer_step = tf.function(self._outer_step_fn)
+        self._hypergradient = tf.function(self._hypergradient_fn)  # diagnostics: no update
         self._predict = None  # compiled on first use, for any batch size
         self._manager = None
         self._writer = None
@@ -341,7 +342,7 @@ class Trainer:
     def hypergradient(self, outer_step):
         """(ids, dL_val/dλ) as numpy for the Λ batch of outer step `outer_step`, at the current θ;
         nothing is updated (for diagnostics and tests)."""
-        ids, grads = tf.function(self._hypergradient_fn)(self._batch(self.source.outer_batch, outer_step))
+        ids, grads = self._hypergradient(self._batch(self.source.outer_batch, outer_step))
         return ids.numpy(), grads.numpy()
 
     def _apply_weight_step(self, ids, grads):
