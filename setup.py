@@ -22,8 +22,9 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8"],
-        # BERT on IMDb (later issues); v5 removed the TensorFlow models.
+        # The text tests run a tiny BERT, so CI needs transformers too (about 15 s more to install).
+        "test": ["pytest>=8", "transformers>=4.57,<5"],
+        # BERT on IMDb (experiments.text_ssl); v5 removed the TensorFlow models.
         "text": ["transformers>=4.57,<5"],
     },
 )

@@ -19,17 +19,16 @@ import time
 import numpy as np
 from absl import flags
 
-from experiments import image_ssl, quiet_absl_info
+from experiments import image_ssl, paired_flags, quiet_absl_info, text_ssl
 from experiments.checks import run_main, writable_dir
 from influence_ssl.data import DatasetNotFoundError
 from influence_ssl.metrics import auroc, count_group_masks, softmax, weight_diagnostics
 from influence_ssl.report import format_table, method_summary
 from influence_ssl.trainer import ConfigError, TrainingDiverged
 
+FORMAT = "influence_ssl.compare/1"  # read by experiments.report
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("seeds", 5, "Number of seeds.")
-flags.DEFINE_integer("first_seed", 0, "First seed.")
-flags.DEFINE_string("json_out", "out/compare_{algorithm}_{dataset}.json", "Where the results JSON goes.")
+JSON_OUT = "out/compare_{algorithm}_{dataset}.json"  # the default of --json_out (experiments.paired_flags)
 # Only metrics that involve no choice made on the test set (best_test_accuracy is the maximum over
 # test evaluations: it stays in results.json under "test_selected", for comparison with UDA's reports).
 flags.DEFINE_enum("metric", "test_accuracy", ["test_accuracy", "median_last20_test_accuracy"],
@@ -49,6 +48,11 @@ TUNED = "tuned_single_lambda"  # with --tuned_lambda_grid: one fixed λ for all,
 # step is η·g, and the hypergradient carries the training loss's 1/|U'| (|g| ~ 1e-4 on digits, 96 rows),
 # so SGD's grid is shifted by that scale: comparing optimizers at one η would compare scales.
 DEFAULT_WEIGHT_LR_GRIDS = {"madam": (0.01, 0.04, 0.1), "adam": (0.01, 0.04, 0.1), "sgd": (30.0, 100.0, 300.0, 1000.0)}
+
+
+def recipe():
+    """The module that builds runs of --dataset: experiments.text_ssl for imdb, else experiments.image_ssl."""
+    return text_ssl if FLAGS.dataset == "imdb" else image_ssl
 
 
 def active_methods():
@@ -85,13 +89,13 @@ def choose_on_validation(candidates):
 
 
 def train(settings, data, seed, weighting, reverse=False):
-    trainer = image_ssl.make_trainer(settings, data, seed, weighting, reverse=reverse, verbose=False)
+    trainer = recipe().make_trainer(settings, data, seed, weighting, reverse=reverse, verbose=False)
     return trainer, trainer.run()
 
 
 def run_seed(settings, seed):
     """Every method on one seed: ({method: metric}, {method: η}, diagnostics of ours' weights)."""
-    data, _, _ = image_ssl.load_data(settings, seed)
+    data, _, _ = recipe().load_data(settings, seed)
     accuracy, chosen_lr = {}, {}
     _, base_results = train(settings, data, seed, "none")
     accuracy["base"] = base_results[FLAGS.metric]
@@ -114,11 +118,12 @@ def run_seed(settings, seed):
     _, reversed_results = train(candidate, data, seed, "per_example", reverse=True)
     accuracy["ours_reversed"], chosen_lr["ours_reversed"] = reversed_results[FLAGS.metric], candidate["weight_lr"]
     probs = softmax(trainer.logits(np.asarray(trainer.source.scale(data.unlabeled_x))))
-    diagnostics = {"lambda": trainer.weights.to_numpy()[data.unlabeled_ids],
-                   "counts": trainer.weights.counts_numpy()[data.unlabeled_ids],
-                   "wrong": probs.argmax(1) != data.unlabeled_true_y,
-                   "ood": (np.zeros(len(data.unlabeled_ids), bool) if data.unlabeled_ood is None
-                           else data.unlabeled_ood),
+    known = data.unlabeled_true_y >= 0  # IMDb's unsup reviews have no label (-1): left out of the diagnostics
+    ood = np.zeros(len(data.unlabeled_ids), bool) if data.unlabeled_ood is None else data.unlabeled_ood
+    diagnostics = {"lambda": trainer.weights.to_numpy()[data.unlabeled_ids][known],
+                   "counts": trainer.weights.counts_numpy()[data.unlabeled_ids][known],
+                   "wrong": (probs.argmax(1) != data.unlabeled_true_y)[known],
+                   "ood": ood[known],
                    "lambda_step_abs_mean": results["lambda"]["lambda_step_abs_mean_over_run"]}
     return accuracy, chosen_lr, diagnostics
 
@@ -165,17 +170,17 @@ def count_group_diagnostics(lam, counts, wrong, seeds):
 def main(argv):
     del argv
     quiet_absl_info()
-    settings = image_ssl.resolved()
+    settings = recipe().resolved()
     weight_lr_grid(settings)  # refuse bad grids before any training
     tuned_lambda_grid()
-    seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
-    json_out = FLAGS.json_out.format(algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
+    seeds = paired_flags.seed_list()
+    json_out = paired_flags.json_out(JSON_OUT, algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
     writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
     seed_dir = writable_dir(FLAGS.seed_dir or os.path.splitext(json_out)[0] + "_seeds", "--seed_dir")
     # Everything that decides a seed's result besides the seed itself.
     fingerprint = json.dumps({"settings": settings, "algorithm": FLAGS.algorithm, "dataset": FLAGS.dataset,
                               "metric": FLAGS.metric, "weight_lr_grid": weight_lr_grid(settings),
-                              "flags": {name: FLAGS[name].value for name in image_ssl.RUN_FLAGS},
+                              "flags": {name: FLAGS[name].value for name in recipe().RUN_FLAGS},
                               "tuned_lambda_grid": tuned_lambda_grid()}, sort_keys=True)
     per_method = {m: [] for m in active_methods()}
     chosen = {m: [] for m in ("ours", "ours_reversed")}
@@ -206,13 +211,14 @@ def main(argv):
     methods["ours"]["lambda_step_abs_mean_per_seed"] = movement
     lam, counts, wrong, ood, seed_of_row = map(np.concatenate, (rows["lambda"], rows["counts"], rows["wrong"],
                                                                 rows["ood"], rows["seed"]))
-    results = {"dataset": FLAGS.dataset, "algorithm": FLAGS.algorithm, "seeds": seeds, "metric": FLAGS.metric,
+    results = {"format": FORMAT, "dataset": FLAGS.dataset, "algorithm": FLAGS.algorithm, "seeds": seeds,
+               "metric": FLAGS.metric,
                "weight_lr_grid": weight_lr_grid(settings), "methods": methods,
                "weights": weight_diagnostics(lam, wrong, groups=seed_of_row),
                # An example whose hypergradient was always 0 (e.g. below the confidence mask at every Λ step
                # that sampled it) keeps its initial λ whatever its pseudo-label: diagnostics by that count.
                "weights_by_hypergradient_count": count_group_diagnostics(lam, counts, wrong, seed_of_row),
-               "settings": settings}
+               "settings": settings, "flags": {name: FLAGS[name].value for name in recipe().RUN_FLAGS}}
     if ood.any():  # out-of-distribution unlabeled examples (OOD rows count as wrong pseudo-labels)
         results["ood_fraction"] = float(ood.mean())
         results["auroc_low_weight_vs_ood"] = auroc(-lam, ood)
@@ -240,7 +246,7 @@ def main(argv):
 
 
 def run():
-    run_main(main, DatasetNotFoundError, TrainingDiverged)
+    run_main(main, DatasetNotFoundError, TrainingDiverged, *text_ssl.ERRORS)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ per-cell flag files in experiments/configs/table1/ hold the paper's.
 """
 import dataclasses
 import functools
+import json
 import math
+import os
 
 import tensorflow as tf
 import tf_keras as keras
@@ -24,7 +26,9 @@ from third_party import augment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("algorithm", "fixmatch", ["fixmatch", "uda", "pseudo_label"], "SSL algorithm.")
-flags.DEFINE_enum("dataset", "digits", data_lib.IMAGE_DATASETS, "Dataset (digits: sklearn, offline).")
+flags.DEFINE_enum("dataset", "digits", data_lib.IMAGE_DATASETS + data_lib.SYNTHETIC_DATASETS + ("imdb",),
+                  "Dataset (digits: sklearn, offline; imdb: experiments.text_ssl). The 2-D problems of Sec. 4.1 run in experiments.synthetic "
+                  "and experiments.ablate only.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory holding prepared cifar10 / svhn_cropped.")
 flags.DEFINE_bool("with_extra", False, "SVHN: add the 531,131 'extra' images to the unlabeled set.")
 flags.DEFINE_integer("num_labeled", None, "Labeled examples (class-balanced, seeded).")
@@ -66,6 +70,10 @@ flags.DEFINE_bool("ood_noise", False, "The out-of-distribution unlabeled example
 flags.DEFINE_bool("mixed_precision", False, "θ step in float16 with float32 variables and loss scaling (GPU).")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the θ update (loss, gradients, optimizer, EMA).")
 flags.DEFINE_string("tpu", None, "TPU name or address: train with TPUStrategy (untested here: no TPU).")
+flags.DEFINE_enum("strategy", "auto", ["auto", "multi_worker"],
+                  "auto: TPUStrategy with --tpu, else MirroredStrategy over every visible GPU, else one device. "
+                  "multi_worker: MultiWorkerMirroredStrategy over the cluster in the TF_CONFIG environment variable; "
+                  "every worker runs the same command with the same --train_dir (shared), the chief writes it.")
 
 
 # Flags that change a run's result but are not part of `resolved()` settings (those are the numbers).
@@ -128,6 +136,9 @@ DIGITS = dict(steps=1000, batch=32, uratio=3, lr=0.03, num_labeled=50, num_valid
 
 def resolved():
     """The effective settings: explicit flags over the digits defaults over the algorithm's preset."""
+    if FLAGS.dataset in data_lib.SYNTHETIC_DATASETS:
+        raise ConfigError(f"--dataset={FLAGS.dataset} is a 2-D problem of Sec. 4.1: run it with "
+                          "experiments.synthetic or experiments.ablate.")
     key = FLAGS.algorithm if FLAGS.algorithm != "uda" else f"uda_{FLAGS.uda_preset}"
     preset = PRESETS[key]
     values = dataclasses.asdict(preset)
@@ -148,15 +159,20 @@ def resolved():
     return values
 
 
-def check_settings(settings):
-    """ConfigError for a value that cannot run, before any data is read or model built. The sizes
-    that depend on the data are checked when the split is made, the rest by TrainConfig.validate."""
+def check_sizes_and_numbers(settings):
+    """ConfigError for a size below 1 or a float that is not finite (shared with experiments.text_ssl)."""
     for name in ("num_labeled", "num_validation", "batch", "uratio"):
         if settings[name] < 1:
             raise ConfigError(f"--{name} must be >= 1, got {settings[name]}.")
     for name, value in settings.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"--{name} must be a finite number, got {value}.")
+
+
+def check_settings(settings):
+    """ConfigError for a value that cannot run, before any data is read or model built. The sizes
+    that depend on the data are checked when the split is made, the rest by TrainConfig.validate."""
+    check_sizes_and_numbers(settings)
     if not 0 <= settings["confidence"] <= 1:
         raise ConfigError(f"--confidence must be in [0, 1], got {settings['confidence']}.")
     if not 0 <= settings["uda_confidence_thresh"] < 1:
@@ -249,12 +265,15 @@ def _build_model(settings, data, seed):
 
 
 def train_config(settings, seed, weighting, reverse=False):
+    """settings may override the flags of the Λ step (weight_optimizer, influence, influence_scope):
+    the ablations vary them within one process."""
+    option = lambda name: settings.get(name, FLAGS[name].value)
     return TrainConfig(
         steps=settings["steps"], labeled_batch=settings["batch"],
         unlabeled_batch=settings["batch"] * settings["uratio"], validation_batch=settings["validation_batch"],
         inner_steps=settings["inner_steps"], weight_lr=settings["weight_lr"], weight_init=settings["weight_init"],
-        weight_warmup=settings["weight_warmup"], weighting=weighting, weight_optimizer=FLAGS.weight_optimizer,
-        influence=FLAGS.influence, influence_scope=FLAGS.influence_scope, reverse_hypergradient=reverse,
+        weight_warmup=settings["weight_warmup"], weighting=weighting, weight_optimizer=option("weight_optimizer"),
+        influence=option("influence"), influence_scope=option("influence_scope"), reverse_hypergradient=reverse,
         binary_reparam=FLAGS.binary_reparam,
         unlabeled_rampup=settings["unlabeled_rampup"], optimizer="nesterov", lr=settings["lr"],
         lr_schedule=settings["lr_schedule"], lr_warmup=settings["lr_warmup"],
@@ -266,7 +285,12 @@ def train_config(settings, seed, weighting, reverse=False):
 
 
 def make_strategy():
-    """TPUStrategy with --tpu, MirroredStrategy over all visible GPUs, else the default (one device)."""
+    """The --strategy: call it before TensorFlow runs anything (a multi-worker strategy must be made first)."""
+    if FLAGS.strategy == "multi_worker":
+        if FLAGS.tpu:
+            raise ConfigError("--strategy=multi_worker and --tpu exclude each other.")
+        check_tf_config(os.environ.get("TF_CONFIG"))
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if FLAGS.tpu:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=FLAGS.tpu)
         tf.config.experimental_connect_to_cluster(resolver)
@@ -277,7 +301,25 @@ def make_strategy():
     return tf.distribute.get_strategy()
 
 
-def make_trainer(settings, data, seed, weighting, train_dir=None, reverse=False, verbose=True, strategy=None):
+def check_tf_config(text):
+    """ConfigError unless `text` is a TF_CONFIG naming a cluster of workers and this process's task in it."""
+    example = ('e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+               '"task": {"type": "worker", "index": 0}}\' on the first machine, index 1 on the second')
+    if not text:
+        raise ConfigError(f"--strategy=multi_worker needs the TF_CONFIG environment variable, {example}.")
+    try:
+        spec = json.loads(text)
+        cluster, task = spec["cluster"], spec["task"]
+        hosts = cluster[task["type"]]
+        index = int(task["index"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"TF_CONFIG is not a cluster and a task ({type(e).__name__}: {e}), {example}.") from None
+    if not 0 <= index < len(hosts):
+        raise ConfigError(f"TF_CONFIG's task index {index} is not one of its {len(hosts)} {task['type']} hosts.")
+
+
+def make_trainer(settings, data, seed, weighting, train_dir=None, reverse=False, verbose=True, strategy=None,
+                 callbacks=()):
     """Everything one run needs; the weighting and the sign are the only differences between methods."""
     config = train_config(settings, seed, weighting, reverse)
     weak, strong, probe = make_augmentations()
@@ -287,7 +329,7 @@ def make_trainer(settings, data, seed, weighting, train_dir=None, reverse=False,
     with strategy.scope():
         model = make_model(settings, data, seed)
     return Trainer(model, make_algorithm(settings), source, config, train_dir=train_dir, verbose=verbose,
-                   strategy=strategy)
+                   strategy=strategy, callbacks=callbacks)
 
 
 __all__ = ["ConfigError", "resolved", "load_data", "make_trainer"]

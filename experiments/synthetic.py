@@ -12,7 +12,6 @@ learned weights relate to wrong pseudo-labels.
   python -m experiments.synthetic --dataset=moons --seeds=10 --first_seed=0 \
       --json_out=out/synthetic_moons.json --plot_dir=out/plots
 """
-import dataclasses
 import json
 import math
 import os
@@ -22,17 +21,15 @@ import time
 import numpy as np
 from absl import flags
 
-from experiments import diagnostics, quiet_absl_info
+from experiments import diagnostics, quiet_absl_info, synthetic_recipe
 from experiments.checks import run_main, writable_dir
-from influence_ssl.data import SYNTHETIC_DATASETS, make_synthetic
-from influence_ssl.influence import DEFAULT_DAMPING
+from influence_ssl.data import SYNTHETIC_DATASETS
 from influence_ssl.metrics import weight_diagnostics
-from influence_ssl.models import two_layer_mlp
 from influence_ssl.report import format_table, method_summary
-from influence_ssl.ssl import PseudoLabel
-from influence_ssl.trainer import ConfigError, InMemorySource, TrainConfig, Trainer
+from influence_ssl.trainer import ConfigError
 from influence_ssl.trainer.config import INFLUENCE_METHODS, INFLUENCE_SCOPES, WEIGHT_OPTIMIZERS
 
+FORMAT = "influence_ssl.synthetic/1"  # read by experiments.report
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "moons", SYNTHETIC_DATASETS, "Synthetic dataset (Sec. 4.1).")
 flags.DEFINE_integer("seeds", 10, "Number of seeds.")
@@ -41,55 +38,50 @@ flags.DEFINE_string("json_out", "out/synthetic_{dataset}.json", "Where the resul
 flags.DEFINE_string("plot_dir", "out/plots", "Where the Fig. 1/2 pictures go ('' for none).")
 flags.DEFINE_string("runs_dir", "", "If set, ours' per-example record of every seed goes to RUNS_DIR/seed_<s>/ "
                     "(read by experiments.inspect_weights).")
+D = synthetic_recipe.DEFAULTS
 # Data (Sec. 4.1: 10 labeled, 30 validation, 1000 unlabeled).
-flags.DEFINE_integer("num_labeled", 10, "Labeled training examples.")
-flags.DEFINE_integer("num_validation", 30, "Validation examples.")
-flags.DEFINE_integer("num_unlabeled", 1000, "Unlabeled training examples.")
-flags.DEFINE_integer("num_test", 10000, "Test examples (ground truth for accuracy).")
+flags.DEFINE_integer("num_labeled", D["num_labeled"], "Labeled training examples.")
+flags.DEFINE_integer("num_validation", D["num_validation"], "Validation examples.")
+flags.DEFINE_integer("num_unlabeled", D["num_unlabeled"], "Unlabeled training examples.")
+flags.DEFINE_integer("num_test", D["num_test"], "Test examples (ground truth for accuracy).")
 # θ training (Adam, as in the paper; values chosen for a fast CPU run).
-flags.DEFINE_integer("steps", 1000, "θ steps per run.")
-flags.DEFINE_float("lr", 3e-3, "Adam learning rate of θ.")
-flags.DEFINE_float("weight_decay", 1e-3, "L2 coefficient on kernels (also the influence's l2).")
-flags.DEFINE_integer("unlabeled_batch", 1000, "Unlabeled batch |U'| (default: all of U, a full batch).")
-flags.DEFINE_integer("unlabeled_rampup", 200, "Steps over which the unsupervised term ramps up.")
-flags.DEFINE_float("pl_threshold", 0.0, "Pseudo-Label confidence threshold (0: all examples).")
+flags.DEFINE_integer("steps", D["steps"], "θ steps per run.")
+flags.DEFINE_float("lr", D["lr"], "Adam learning rate of θ.")
+flags.DEFINE_float("weight_decay", D["weight_decay"], "L2 coefficient on kernels (also the influence's l2).")
+flags.DEFINE_integer("unlabeled_batch", D["unlabeled_batch"], "Unlabeled batch |U'| (default: all of U, a full batch).")
+flags.DEFINE_integer("unlabeled_rampup", D["unlabeled_rampup"], "Steps over which the unsupervised term ramps up.")
+flags.DEFINE_float("pl_threshold", D["pl_threshold"], "Pseudo-Label confidence threshold (0: all examples).")
 # Alg. 1.
-flags.DEFINE_integer("inner_steps", 10, "θ steps between Λ steps [N].")
-flags.DEFINE_float("weight_lr", 0.01, "M-Adam step size of Λ [η] (paper: 0.01).")
-flags.DEFINE_float("weight_init", 1.0, "Initial λ_u, and the fixed λ of pseudo_label (paper: 1).")
-flags.DEFINE_integer("weight_warmup", 200, "θ steps before the first Λ step.")
-flags.DEFINE_enum("weight_optimizer", "madam", WEIGHT_OPTIMIZERS, "Optimizer of Λ.")
-flags.DEFINE_enum("influence", "exact", INFLUENCE_METHODS, "Inverse-Hessian method.")
-flags.DEFINE_enum("influence_scope", "head", INFLUENCE_SCOPES,
+flags.DEFINE_integer("inner_steps", D["inner_steps"], "θ steps between Λ steps [N].")
+flags.DEFINE_float("weight_lr", D["weight_lr"], "M-Adam step size of Λ [η] (paper: 0.01).")
+flags.DEFINE_float("weight_init", D["weight_init"], "Initial λ_u, and the fixed λ of pseudo_label (paper: 1).")
+flags.DEFINE_integer("weight_warmup", D["weight_warmup"], "θ steps before the first Λ step.")
+flags.DEFINE_enum("weight_optimizer", D["weight_optimizer"], WEIGHT_OPTIMIZERS, "Optimizer of Λ.")
+flags.DEFINE_enum("influence", D["influence"], INFLUENCE_METHODS, "Inverse-Hessian method.")
+flags.DEFINE_enum("influence_scope", D["influence_scope"], INFLUENCE_SCOPES,
                   "head (the paper's) or last_block (the last hidden layer + head, by HVPs: Sec. 4.3 baselines).")
-flags.DEFINE_float("influence_damping", DEFAULT_DAMPING, "Damping of the last-layer Hessian, relative to mean(diag H).")
-flags.DEFINE_bool("binary_reparam", False, "Influence on one logit f with logits (f, -f) (App. D; the paper "
-                  "uses it for IMDb, not for Sec. 4.1).")
+flags.DEFINE_float("influence_damping", D["influence_damping"],
+                   "Damping of the last-layer Hessian, relative to mean(diag H).")
+flags.DEFINE_bool("binary_reparam", D["binary_reparam"], "Influence on one logit f with logits (f, -f) (App. D; "
+                  "the paper uses it for IMDb, not for Sec. 4.1).")
 flags.DEFINE_list("tuned_grid", ["0.1", "0.3", "1", "3"], "λ grid of pseudo_label_tuned.")
 flags.DEFINE_list("plot_iterations", ["1", "10", "30"], "Λ iterations drawn in Fig. 1/2 (plus final).")
 
 METHODS = ("supervised", "pseudo_label", "pseudo_label_tuned", "ours", "ours_reversed")
 
 
+def settings():
+    """The recipe's settings from the flags."""
+    return {name: FLAGS[name].value for name in synthetic_recipe.DEFAULTS}
+
+
 def base_config(seed, **overrides):
-    config = TrainConfig(
-        steps=FLAGS.steps, labeled_batch=FLAGS.num_labeled, unlabeled_batch=FLAGS.unlabeled_batch,
-        validation_batch=FLAGS.num_validation, inner_steps=FLAGS.inner_steps,
-        weight_lr=FLAGS.weight_lr, weight_init=FLAGS.weight_init, weight_warmup=FLAGS.weight_warmup,
-        weighting="none", weight_optimizer=FLAGS.weight_optimizer, influence=FLAGS.influence,
-        influence_scope=FLAGS.influence_scope,
-        influence_damping=FLAGS.influence_damping, unlabeled_rampup=FLAGS.unlabeled_rampup,
-        binary_reparam=FLAGS.binary_reparam, optimizer="adam", lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
-        seed=seed, log_every=FLAGS.steps, eval_every=FLAGS.steps, checkpoint_every=FLAGS.steps)
-    return dataclasses.replace(config, **overrides)
+    return synthetic_recipe.train_config(settings(), seed, **overrides)
 
 
 def train(data, config, callbacks=()):
     """One run; the model's initialisation and the data order depend only on the seed."""
-    source = InMemorySource(data, config.labeled_batch, config.unlabeled_batch, config.validation_batch,
-                            seed=config.seed)
-    trainer = Trainer(two_layer_mlp(num_classes=data.num_classes, seed=config.seed),
-                      PseudoLabel(FLAGS.pl_threshold), source, config, callbacks=callbacks, verbose=False)
+    trainer = synthetic_recipe.make_trainer(settings(), data, config, callbacks)
     return trainer, trainer.run()
 
 
@@ -186,8 +178,7 @@ def main(argv):
     figure_data = None
     start = time.time()
     for i, seed in enumerate(seeds):
-        data = make_synthetic(FLAGS.dataset, seed, FLAGS.num_labeled, FLAGS.num_validation,
-                              FLAGS.num_unlabeled, FLAGS.num_test)
+        data = synthetic_recipe.load_data(FLAGS.dataset, settings(), seed)
         snapshots = None
         if i == 0 and FLAGS.plot_dir:
             from experiments import synthetic_plots
@@ -206,6 +197,7 @@ def main(argv):
 
     methods = {m: method_summary(per_method[m]) for m in METHODS}
     results = {
+        "format": FORMAT,
         "dataset": FLAGS.dataset,
         "seeds": seeds,
         "methods": methods,

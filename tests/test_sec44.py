@@ -28,8 +28,9 @@ def test_tiny_run_writes_every_block_with_positive_times(tmp_path):
     result = run([*TINY, f"--json_out={out}"])
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert set(data) == {"per_example_gradients", "lambda_step", "lambda_update", "alg1_overhead", "memory",
-                         "settings"}
+    assert set(data) == {"format", "per_example_gradients", "lambda_step", "lambda_update", "alg1_overhead",
+                         "memory", "settings"}
+    assert data["format"] == "influence_ssl.sec44/1"
 
     pergrad = data["per_example_gradients"]
     for method in ("fast", "vmap", "loop", "batched_backward"):
@@ -55,6 +56,8 @@ def test_tiny_run_writes_every_block_with_positive_times(tmp_path):
     overhead = data["alg1_overhead"]
     assert positive(overhead["base_step"]) and positive(overhead["weighted_step"])
     assert overhead["ratio"] == pytest.approx(overhead["weighted_step"] / overhead["base_step"])
+    assert positive(overhead["keras_step"])
+    assert overhead["base_vs_keras"] == pytest.approx(overhead["base_step"] / overhead["keras_step"])
 
     # On a CPU: the peak RSS of one child process per method; the Λ step's memory is off by default.
     memory = data["memory"]
@@ -76,7 +79,7 @@ def test_blocks_flag_runs_only_those_blocks(tmp_path):
     result = run([*TINY, "--blocks=lambda_update", f"--json_out={out}"])
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert set(data) == {"lambda_update", "memory", "settings"}
+    assert set(data) == {"format", "lambda_update", "memory", "settings"}
 
 
 @pytest.mark.parametrize("flag, message", [

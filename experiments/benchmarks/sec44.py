@@ -16,7 +16,8 @@ so the time is the real time; every ratio is computed from the medians of this r
   lambda_update          the Λ update alone (ExampleWeights.apply_gradients with M-Adam: gather,
                          sparse step, projection) for a batch of --update_batch ids, per table size.
   alg1_overhead          time per θ step with a Λ step every N = --inner_steps θ steps, amortised
-                         ((N θ steps + 1 Λ step) / N), vs the θ step without weights.
+                         ((N θ steps + 1 Λ step) / N), vs the θ step without weights, and the base θ step
+                         vs a plain compiled Keras train_step of the same model, loss and batch.
 
 Memory: on a GPU the allocator's peak (tf.config.experimental.get_memory_info, reset before each
 method, one call); on a CPU the peak resident memory (VmHWM) of a child process that runs only that
@@ -34,6 +35,7 @@ import time
 
 import numpy as np
 import tensorflow as tf  # `python -m experiments...` has run experiments/__init__: TF's start-up logs are hidden
+import tf_keras as keras
 from absl import flags
 
 from experiments import quiet_absl_info
@@ -46,6 +48,7 @@ from influence_ssl.pergrad import make_per_example_gradients_fn
 from influence_ssl.ssl import FixMatch
 from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
 from influence_ssl.trainer.image_source import AugmentedImageSource
+from influence_ssl.trainer.trainer import decayed_variables, l2_term, make_theta_optimizer
 from influence_ssl.weights import ExampleWeights
 
 BLOCKS = ("per_example_gradients", "lambda_step", "lambda_update", "alg1_overhead")
@@ -63,6 +66,7 @@ CHILD_PREFIX = "SEC44_CHILD "
 PAPER = {"loop_s": 18.17, "fast_s": 0.94, "exact_s": 0.455, "identity_s": 0.399, "neumann_vs_exact": 4.6,
          "exact_gb": 9.0, "neumann_gb": 15.8}
 
+FORMAT = "influence_ssl.sec44/1"  # read by experiments.report
 FLAGS = flags.FLAGS
 flags.DEFINE_list("blocks", list(BLOCKS), f"Blocks to run, from {', '.join(BLOCKS)}.")
 flags.DEFINE_integer("repeats", 3, "Timed calls per figure (after one warm-up call); the median is reported.")
@@ -402,26 +406,61 @@ def run_alg1_overhead(settings):
     model, source = model_and_source(arch, batches, settings["seed"])
     base = make_trainer(model, source, batches, settings["seed"], weighting="none")
     weighted = make_trainer(model, source, batches, settings["seed"], method="exact")
-    steps = [tf.constant(i, tf.int64) for i in range(n)]
+    steps = range(n)
     outer = tf.constant(1, tf.int64)
 
     def chunk(trainer, with_lambda_step):
+        batches = trainer.train_batches(0)  # the trainer's own input pipeline
+
         def run():  # as Trainer.run: θ steps are not fetched one by one
-            for step in steps:
-                metrics = trainer._train_step(step)
+            for _ in steps:
+                metrics = trainer._train_step(next(batches))
             if with_lambda_step:
                 metrics = trainer._outer_step(outer)
             return [metrics, trainer.step.value()]
         return run
 
-    fns = {"base": chunk(base, False), "weighted": chunk(weighted, True)}
+    keras_model = KerasStep(model, base.algorithm, base.config)
+    keras_model.compile(optimizer=make_theta_optimizer(base.config))
+    keras_train = keras_model.make_train_function()
+    keras_batches = iter(tf.data.Dataset.range(n).map(source.train_batch).repeat())
+
+    def keras_chunk():
+        for _ in steps:
+            logs = keras_train(keras_batches)
+        return logs
+
+    fns = {"base": chunk(base, False), "weighted": chunk(weighted, True), "keras": keras_chunk}
     results = time_round_robin(fns, (), settings["repeats"])
-    base_step = float(np.median(results["base"][1])) / n
-    weighted_step = float(np.median(results["weighted"][1])) / n
+    base_step, weighted_step, keras_step = (float(np.median(results[k][1])) / n for k in ("base", "weighted", "keras"))
     return {"base_step": base_step, "weighted_step": weighted_step, "ratio": weighted_step / base_step,
+            "keras_step": keras_step, "base_vs_keras": base_step / keras_step,
             "setup": {"inner_steps": n, "arch": arch, "batches": batches, "influence": "exact",
                       "measured": f"median over repeats of the wall time of {n} θ steps (+ 1 Λ step for weighted), "
                                   f"/ {n}", "source": SOURCE_NOTE}}
+
+
+class KerasStep(keras.Model):
+    """The base algorithm's θ step as a plain compiled Keras training step (Model.train_step on batches from
+    tf.data): the same model, loss (supervised + unsupervised means + L2) and optimizer as the trainer's
+    base step, without its machinery (in-graph sampling, λ, EMA, finiteness flags): the bar it must meet."""
+
+    def __init__(self, classifier, algorithm, config):
+        super().__init__()
+        self.classifier, self.algorithm, self.config = classifier, algorithm, config
+        self.decayed = decayed_variables(classifier, config.weight_decay_on)
+
+    def call(self, x, training=False):
+        return self.classifier(x, training=training)
+
+    def train_step(self, batch):
+        with tf.GradientTape() as tape:
+            out = self.algorithm.losses(self.classifier, batch, training=True, step=self.optimizer.iterations)
+            loss = (tf.reduce_mean(out.labeled) + tf.reduce_mean(out.unlabeled)
+                    + self.config.weight_decay * l2_term(self.decayed))
+        variables = self.classifier.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"loss": loss}
 
 
 # ----- one method in a child process (CPU memory) ----------------------------------------------
@@ -536,7 +575,8 @@ def format_report(results):
                   "| | median s per θ step |", "|---|---|",
                   f"| base (no weights) | {_seconds(r['base_step'])} |",
                   f"| with weights ((N θ + 1 Λ) / N) | {_seconds(r['weighted_step'])} |",
-                  f"ratio: {r['ratio']:.3f}"]
+                  f"| plain compiled Keras train_step (same model, loss, batch) | {_seconds(r['keras_step'])} |",
+                  f"ratio with / without weights: {r['ratio']:.3f}; base / Keras: {r['base_vs_keras']:.3f}"]
     return "\n".join(lines)
 
 
@@ -549,7 +589,7 @@ def main(argv):
         return
     settings = resolved()
     start = time.time()
-    results, memory = {}, {}
+    results, memory = {"format": FORMAT}, {}
     runners = {"per_example_gradients": run_per_example_gradients, "lambda_step": run_lambda_step,
                "lambda_update": run_lambda_update, "alg1_overhead": run_alg1_overhead}
     for block in settings["blocks"]:

@@ -13,7 +13,7 @@ INFLUENCE_METHODS = tuple(METHOD_OPTIONS)  # exact, identity, neumann, cg
 INFLUENCE_SCOPES = ("head", "last_block")
 # An exact (dense) Hessian over more parameters than this is refused (P² floats).
 MAX_EXACT_BLOCK_PARAMETERS = 20_000
-THETA_OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov")
+THETA_OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov", "adamw")
 WEIGHT_DECAY_SCOPES = ("kernels", "all")
 EMA_SCOPES = ("trainable", "all")
 
@@ -41,9 +41,13 @@ class TrainConfig:
     binary_reparam: two classes only: the influence uses one logit f with logits (f, -f) (App. D), whose
       last-layer Hessian has no logit-shift null space; the network itself is unchanged.
     unlabeled_rampup: θ steps over which the unsupervised term ramps linearly to full weight.
-    optimizer, lr, lr_schedule, lr_warmup, min_lr_ratio: θ's optimizer and schedule (schedules.py).
+    optimizer, lr, lr_schedule, lr_warmup, min_lr_ratio: θ's optimizer and schedule (schedules.py);
+      adamw is BERT's Adam (optimizers.BertAdam, UDA's text runs).
     weight_decay, weight_decay_on: L2 term wd·Σ½||w||² on kernels (FixMatch) or all trainable
-      variables (UDA); the influence's l2 follows it.
+      variables (UDA); the influence's l2 follows it. Under adamw, wd is instead BERT's decoupled
+      decay (not on LayerNorm or biases; weight_decay_on unused): no L2 term in the loss, so none
+      in the influence either (`loss_l2`).
+    clip_norm: clip θ's gradient to this global norm (0: off; BERT / UDA text: 1).
     ema_decay, ema_scope: EMA of the weights used for evaluation (0: off); "trainable" (FixMatch)
       or "all" (UDA HEAD: batch-norm statistics too).
     mixed_precision: the model computes in float16 (build it under keras' 'mixed_float16' policy;
@@ -75,6 +79,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     weight_decay: float = 0.0
     weight_decay_on: str = "kernels"
+    clip_norm: float = 0.0
     ema_decay: float = 0.0
     ema_scope: str = "trainable"
     mixed_precision: bool = False
@@ -108,7 +113,7 @@ class TrainConfig:
             if field.type is float and not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ConfigError(f"--{field.name} must be a finite number, got {value!r}.")
         for name in ["weight_lr", "weight_init", "weight_warmup", "unlabeled_rampup", "lr_warmup",
-                     "weight_decay", "influence_damping"]:
+                     "weight_decay", "influence_damping", "clip_norm"]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}.")
         if self.lr <= 0:
@@ -124,12 +129,19 @@ class TrainConfig:
                 raise ConfigError(f"--{name}={getattr(self, name)} is larger than the {size} "
                                   f"{what} examples.")
 
+    @property
+    def loss_l2(self):
+        """The coefficient of the loss's L2 term (adamw decays outside the loss)."""
+        return 0.0 if self.optimizer == "adamw" else self.weight_decay
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
     def check_resumable_from(self, saved):
         """Raise ConfigError if a checkpoint written under `saved` (a dict) cannot resume here."""
         mine = self.to_dict()
+        # A field added after the checkpoint was written had its default then.
+        saved = {**{f.name: f.default for f in dataclasses.fields(self)}, **saved}
         differ = sorted(k for k in set(mine) | set(saved)
                         if k not in self.RESUMABLE_CHANGES and mine.get(k) != saved.get(k))
         if differ:

@@ -12,8 +12,8 @@ class DataSource(abc.ABC):
     val_x and val_y.
     """
 
-    # Batches are pure functions of the step number, so the trainer samples them inside the compiled
-    # step (a distributed run needs this).
+    # Batches are pure functions of the step number, so the trainer makes them in graph code: θ batches in a
+    # tf.data pipeline one step ahead, Λ batches inside the compiled Λ step (a distributed run needs this).
     stateless = False
     # Checkpointable state saved with the run (e.g. CTAugment's rates), or None.
     state = None

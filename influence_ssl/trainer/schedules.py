@@ -6,13 +6,15 @@
                     lr · [(1 - a)·½(1 + cos(π r)) + a], r = (k - W)/(K - W), a = min_lr_ratio
                     (UDA June 2019 - Jan 2020, the setup of Ren et al.: W = 20k, a = 0.004)
   uda_current       linear warm-up over W, then lr · cos(7π r / 16)    (UDA HEAD)
+  bert_linear       lr · k/W while k < W, then lr · (1 - k/K)           (BERT / UDA text: the decay
+                    counts from step 0, so the lr falls from lr to lr·(1 - W/K) at the warm-up's end)
 """
 import math
 
 import tensorflow as tf
 import tf_keras as keras
 
-LR_SCHEDULES = ("constant", "fixmatch_cosine", "uda_cosine", "uda_current")
+LR_SCHEDULES = ("constant", "fixmatch_cosine", "uda_cosine", "uda_current", "bert_linear")
 
 
 class ThetaSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -31,7 +33,9 @@ class ThetaSchedule(keras.optimizers.schedules.LearningRateSchedule):
             return self.lr * tf.cos(7.0 * math.pi * k / (16.0 * total))
         warm = float(self.warmup_steps)
         r = tf.clip_by_value((k - warm) / max(total - warm, 1.0), 0.0, 1.0)
-        if self.kind == "uda_cosine":
+        if self.kind == "bert_linear":
+            decayed = self.lr * tf.maximum(1.0 - k / total, 0.0)
+        elif self.kind == "uda_cosine":
             a = self.min_lr_ratio
             decayed = self.lr * ((1.0 - a) * 0.5 * (1.0 + tf.cos(math.pi * r)) + a)
         else:

@@ -20,7 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from influence_ssl.influence import block_weight_gradients, last_layer_weight_gradients
-from influence_ssl.optimizers import MaskedAdam, TF1Momentum
+from influence_ssl.optimizers import BertAdam, MaskedAdam, TF1Momentum
 from influence_ssl.pergrad import per_example_gradients
 from influence_ssl.trainer.config import MAX_EXACT_BLOCK_PARAMETERS, ConfigError
 from influence_ssl.trainer.data_source import DataSource
@@ -28,6 +28,22 @@ from influence_ssl.trainer.ema import WeightEMA
 from influence_ssl.trainer.progress import ProgressLog
 from influence_ssl.trainer.schedules import ThetaSchedule
 from influence_ssl.weights import ExampleWeights
+
+# results.json's format; experiments.report refuses files of another (or no) format.
+RESULTS_FORMAT = "influence_ssl.run/1"
+
+
+def worker_role(strategy):
+    """(is_chief, (task type, task id)) of this process: under a multi-worker strategy the chief is the
+    'chief' task, or worker 0 if the cluster has none; a single-process run is its own chief."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type is None or isinstance(strategy, tf.distribute.TPUStrategy):
+        return True, ("chief", 0)
+    task_id = int(resolver.task_id or 0)
+    if "chief" in resolver.cluster_spec().as_dict():
+        return task_type == "chief", (task_type, task_id)
+    return task_type == "worker" and task_id == 0, (task_type, task_id)
 
 
 class TrainingDiverged(RuntimeError):
@@ -48,14 +64,20 @@ def _theta_optimizer(config):
     """The optimizer of the network weights θ, with its learning-rate schedule.
 
     momentum / nesterov are TF1's MomentumOptimizer (μ = 0.9), as in FixMatch and UDA: the current
-    lr scales the whole accumulator, which differs from tf_keras SGD while the lr changes.
+    lr scales the whole accumulator, which differs from tf_keras SGD while the lr changes. adamw is
+    BERT's Adam, whose decoupled decay skips LayerNorm and biases by name, as BERT's code does.
     """
     lr = ThetaSchedule(config.lr_schedule, config.lr, config.steps, config.lr_warmup, config.min_lr_ratio)
+    clip = {"global_clipnorm": config.clip_norm} if config.clip_norm > 0 else {}
+    if config.optimizer == "adamw":
+        optimizer = BertAdam(lr, weight_decay=config.weight_decay, **clip)
+        optimizer.exclude_from_weight_decay(var_names=["LayerNorm", "layer_norm", "bias"])
+        return optimizer
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
+        return keras.optimizers.Adam(lr, **clip)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr)
-    return TF1Momentum(lr, momentum=0.9, nesterov=config.optimizer == "nesterov")
+        return keras.optimizers.SGD(lr, **clip)
+    return TF1Momentum(lr, momentum=0.9, nesterov=config.optimizer == "nesterov", **clip)
 
 
 def make_weight_optimizer(config):
@@ -108,6 +130,7 @@ class Trainer:
         self.train_dir, self.callbacks, self.verbose = train_dir, list(callbacks), verbose
         self.strategy = strategy or tf.distribute.get_strategy()
         self.num_replicas = self.strategy.num_replicas_in_sync
+        self.is_chief, self._task = worker_role(self.strategy)
         if not isinstance(source, DataSource):
             raise TypeError(f"source must be an influence_ssl.trainer.DataSource, got {type(source).__name__}.")
         config.validate(*source.split_sizes())
@@ -145,7 +168,8 @@ class Trainer:
         if source.state is not None:
             state["data_state"] = source.state
         self.checkpoint = tf.train.Checkpoint(**state)
-        # A source whose batches are pure functions of the step number is sampled in-graph.
+        # A source whose batches are pure functions of the step number: θ batches from a prefetching tf.data
+        # pipeline (train_batches), Λ batches sampled inside the compiled Λ step.
         self._in_graph_batches = bool(source.stateless)
         self._theta_update = (tf.function(self._theta_update_fn, jit_compile=True) if config.jit_compile
                               else self._theta_update_fn)
@@ -218,8 +242,8 @@ class Trainer:
         supervised = tf.reduce_mean(out.labeled)
         unsupervised = tf.reduce_mean(self._rampup(self.step) * lam * out.unlabeled)
         loss = supervised + unsupervised
-        if self.config.weight_decay > 0:
-            loss += self.config.weight_decay * l2_term(self._decayed)
+        if self.config.loss_l2 > 0:
+            loss += self.config.loss_l2 * l2_term(self._decayed)
         return loss, supervised, unsupervised
 
     def _train_step_fn(self, batch):
@@ -229,8 +253,7 @@ class Trainer:
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in metrics.items()}
 
     def _replica_train_step(self, batch):
-        if self._in_graph_batches:
-            batch = self._replica_slice(self.source.train_batch(batch))
+        batch = self._replica_slice(batch)
         metrics = self._theta_update(batch)
         self.source.observe(self.model, batch)  # e.g. CTAugment's rates from the probes of this batch
         self.step.assign_add(1)
@@ -311,7 +334,7 @@ class Trainer:
             val_features, val_targets,
             self.model.head.kernel, self.model.head.bias,
             labeled_weights=tf.fill(tf.shape(out.labeled), 1.0 / num_labeled),
-            l2=l2_factor * self.config.weight_decay, method=self.config.influence,
+            l2=l2_factor * self.config.loss_l2, method=self.config.influence,
             binary_reparam=self.config.binary_reparam, **self._influence_options(l2_factor))
         grad_lambda = grad_w * scale  # chain rule: w_u = scale·λ_u
         if self.config.reverse_hypergradient:
@@ -356,7 +379,7 @@ class Trainer:
         if self.config.influence == "identity":
             return {}
         # The head's bias is decayed only when the loss decays every variable (UDA).
-        bias_l2 = self.config.weight_decay if self.config.weight_decay_on == "all" else 0.0
+        bias_l2 = self.config.loss_l2 if self.config.weight_decay_on == "all" else 0.0
         options = {"damping": self.config.influence_damping, "bias_l2": l2_factor * bias_l2}
         if self.config.influence == "exact":
             # A failed factorization gives NaNs, which the finite check turns into TrainingDiverged.
@@ -384,8 +407,9 @@ class Trainer:
         step = int(self.step.numpy())
         progress = ProgressLog(c.steps, step, enabled=self.verbose)
         metrics = {}
+        batches = self.train_batches(step)
         while step < c.steps:
-            metrics = self._train_step(self._batch(self.source.train_batch, step))
+            metrics = self._train_step(next(batches))
             step += 1
             if self.is_outer_step(step):
                 metrics.update(self._outer_step(self._batch(self.source.outer_batch, step // c.inner_steps)))
@@ -403,9 +427,18 @@ class Trainer:
                 self._summarize(step, scalars)
             if self.train_dir and (step % c.checkpoint_every == 0 or step == c.steps):
                 self._check_finite()
-                self._manager.save(checkpoint_number=step)
+                self._save_checkpoint(step)
         self._check_finite()
         return self._finish()
+
+    def train_batches(self, first_step):
+        """θ batches of steps first_step, first_step + 1, ... A stateless source's are made by tf.data one
+        step ahead of training (the input pipelining of a Keras fit), each still a pure function of its step;
+        a stateful source's (CTAugment learns from every step) are made when needed."""
+        if not self._in_graph_batches:
+            return (self.source.train_batch(k) for k in range(first_step, self.config.steps))
+        data = tf.data.Dataset.range(first_step, self.config.steps).map(self.source.train_batch)
+        return iter(data.prefetch(1))
 
     def _batch(self, sample, index):
         # Stateless sources sample inside the compiled step (one call per step); others here.
@@ -462,6 +495,7 @@ class Trainer:
             return
         os.makedirs(self.train_dir, exist_ok=True)
         config_path = os.path.join(self.train_dir, "config.json")
+        # Every worker restores from the chief's checkpoints (a shared directory).
         self._manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.train_dir, "ckpt"),
                                                    max_to_keep=3)
         if self._manager.latest_checkpoint:
@@ -476,9 +510,17 @@ class Trainer:
             if self.verbose:
                 print(f"Resumed from {self._manager.latest_checkpoint} at step {int(self.step.numpy())}.",
                       flush=True)
+        if not self.is_chief:
+            self.history = []  # a non-chief's results hold its own evaluations only; the chief's are the run's
+            # Only the chief writes the run directory. Under MultiWorkerMirroredStrategy every worker takes
+            # part in a save, so the others save into a scratch directory that is removed right after.
+            self._manager = tf.train.CheckpointManager(self.checkpoint, self._scratch_dir(), max_to_keep=1)
+            return
         self._load_history(int(self.step.numpy()))
-        with open(config_path, "w") as f:
+        # Written whole (rename), as other workers may be reading it.
+        with open(config_path + ".tmp", "w") as f:
             f.write(self.config.dumps())
+        os.replace(config_path + ".tmp", config_path)
         self._writer = tf.summary.create_file_writer(os.path.join(self.train_dir, "tb"))
 
     def _saved_config(self, config_path):
@@ -496,12 +538,20 @@ class Trainer:
             raise CheckpointError(what.format("its config.json is not a TrainConfig"))
         return saved
 
+    def _scratch_dir(self):
+        return os.path.join(self.train_dir, f"scratch_{self._task[0]}_{self._task[1]}")
+
+    def _save_checkpoint(self, step):
+        self._manager.save(checkpoint_number=step)
+        if not self.is_chief:
+            tf.io.gfile.rmtree(self._scratch_dir())
+
     def _history_path(self):
         return os.path.join(self.train_dir, "eval_history.jsonl") if self.train_dir else None
 
     def _record_evaluation(self, entry):
         self.history.append(entry)
-        if self.train_dir:
+        if self.train_dir and self.is_chief:
             with open(self._history_path(), "a") as f:
                 f.write(json.dumps(entry) + "\n")
 
@@ -512,8 +562,9 @@ class Trainer:
         if os.path.exists(path):
             with open(path) as f:
                 entries = [e for e in map(json.loads, f) if e["step"] <= restored_step]
-        with open(path, "w") as f:
+        with open(path + ".tmp", "w") as f:
             f.writelines(json.dumps(e) + "\n" for e in entries)
+        os.replace(path + ".tmp", path)
         self.history = entries
 
     def _check_finite(self):
@@ -551,9 +602,9 @@ class Trainer:
             results["test_selected"] = {"best_test_accuracy": float(np.max(tests)),
                                         "note": "maximum over test evaluations (UDA's reporting); test-selected"}
         # What a Λ step size is chosen on (never the test set).
-        results.update({"step": final["step"], "validation_loss": self._validation_loss,
+        results.update({"format": RESULTS_FORMAT, "step": final["step"], "validation_loss": self._validation_loss,
                         "lambda": self.weight_stats(), "history": self.history, "config": self.config.to_dict()})
-        if self.train_dir:
+        if self.train_dir and self.is_chief:
             with open(os.path.join(self.train_dir, "results.json"), "w") as f:
                 json.dump(results, f, indent=2, sort_keys=True)
             self.weights.export(os.path.join(self.train_dir, "weights.npy"))
