@@ -328,7 +328,8 @@ def summarize(methods, per_seed):
             curves = np.array([r["curve_validation_error"] for r in records])
             entry["validation_error_curve"] = {"steps": steps, "mean": curves.mean(0).tolist(),
                                                "std": (curves.std(0, ddof=1) if len(records) > 1
-                                                       else np.zeros(len(steps))).tolist()}
+                                                       else np.zeros(len(steps))).tolist(),
+                                               "per_seed": curves.tolist()}
         block[m.name] = entry
     for m in methods:  # paired against the base run of the same axis value (same split)
         base = next(b.name for b in methods if b.name.startswith("base") and b.x == m.x)

@@ -1,8 +1,11 @@
-"""The picture of one ablation JSON (experiments.ablate): the form of the paper's figure for that study.
+"""The picture of one ablation JSON (experiments.ablate): the paper's form of the figure on the left, and on
+the right each method's paired difference from the base run of the same seed (mean ± std over seeds). The
+seeds differ in difficulty far more than the methods differ, so the spread of the left panel hides what the
+right panel shows.
 
-influence, optimizer: validation error over training, mean with a ± std band over seeds (Fig. 3, Fig. 4 centre).
-weighting, validation_size: test error against the study's axis, mean ± std over seeds (Fig. 4 left, right).
-sensitivity: validation error per (N, η) with the base algorithm as a line (Table 3 as a bar chart).
+influence, optimizer: validation error over training (Fig. 3, Fig. 4 centre).
+weighting, validation_size: test error against the study's axis (Fig. 4 left, right).
+sensitivity: validation error per (N, η) (Table 3 as a bar chart).
 """
 import os
 
@@ -15,56 +18,83 @@ import numpy as np  # noqa: E402
 AXIS_LABELS = {"weighting": "labeled examples", "validation_size": "validation examples"}
 
 
-def _curves(ax, methods):
+def _base_of(name, methods):
+    """The base method of the same axis value (same split) as `name`."""
+    suffix = name[name.index("@"):] if "@" in name else ""
+    return "base" + suffix
+
+
+def _curves(left, right, methods):
     for name, e in methods.items():
         curve = e.get("validation_error_curve")
         if curve is None:
             continue
-        steps, mean, std = (np.asarray(curve[k], np.float64) for k in ("steps", "mean", "std"))
-        line, = ax.plot(steps, 100 * mean, label=name)
-        ax.fill_between(steps, 100 * (mean - std), 100 * (mean + std), color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("θ step")
-    ax.set_ylabel("validation error (%)")
+        steps = np.asarray(curve["steps"])
+        line, = left.plot(steps, 100 * np.asarray(curve["mean"]), label=name)
+        base = methods[_base_of(name, methods)].get("validation_error_curve", {})
+        if name.startswith("base") or "per_seed" not in curve or "per_seed" not in base:
+            continue
+        diff = 100 * (np.asarray(curve["per_seed"]) - np.asarray(base["per_seed"]))
+        mean, std = diff.mean(0), (diff.std(0, ddof=1) if len(diff) > 1 else np.zeros(len(steps)))
+        right.plot(steps, mean, color=line.get_color(), label=name)
+        right.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    left.set_xlabel("θ step")
+    left.set_ylabel("validation error (%), mean over seeds")
+    right.set_xlabel("θ step")
+    right.set_ylabel("validation error − base's (points)")
 
 
-def _against_axis(ax, methods, study):
+def _against_axis(left, right, methods, study):
     families = {}
     for name, e in methods.items():
         families.setdefault(name.split("@")[0], []).append(e)
     for family, entries in families.items():
         entries.sort(key=lambda e: e["x"])
-        x = [e["x"] for e in entries]
-        ax.errorbar(x, [100 * (1 - e["mean"]) for e in entries], yerr=[100 * e["std"] for e in entries],
-                    marker="o", capsize=3, label=family)
-    ax.set_xscale("log")
-    ax.set_xlabel(AXIS_LABELS[study])
-    ax.set_ylabel("test error (%)")
+        x = np.array([e["x"] for e in entries], np.float64)
+        line, = left.plot(x, [100 * (1 - e["mean"]) for e in entries], marker="o", label=family)
+        if family != "base":
+            paired = [e["paired_vs_base"] for e in entries]
+            right.errorbar(x, [-100 * p["mean"] for p in paired], yerr=[100 * p["std"] for p in paired],
+                           marker="o", capsize=3, color=line.get_color(), label=family)
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+        ax.minorticks_off()
+        ax.set_xlabel(AXIS_LABELS[study])
+    left.set_ylabel("test error (%), mean over seeds")
+    right.set_ylabel("test error − base's (points)")
 
 
-def _bars(ax, methods):
+def _bars(left, right, methods):
     names = [n for n in methods if not n.startswith("base")]
-    errors = [100 * (1 - methods[n]["validation_accuracy_mean"]) for n in names]
-    spread = [100 * methods[n]["validation_accuracy_std"] for n in names]
-    ax.bar(range(len(names)), errors, yerr=spread, capsize=3, color="tab:blue")
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.axhline(100 * (1 - methods["base"]["validation_accuracy_mean"]), color="k", ls="--", label="base")
-    ax.set_ylabel("validation error (%)")
+    base = np.asarray(methods["base"]["validation_accuracy"])
+    left.bar(range(len(names)), [100 * (1 - methods[n]["validation_accuracy_mean"]) for n in names])
+    left.axhline(100 * (1 - base.mean()), color="k", ls="--", label="base")
+    diffs = [100 * (base - np.asarray(methods[n]["validation_accuracy"])) for n in names]
+    right.bar(range(len(names)), [d.mean() for d in diffs],
+              yerr=[d.std(ddof=1) if len(d) > 1 else 0.0 for d in diffs], capsize=3)
+    for ax in (left, right):
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    left.set_ylabel("validation error (%), mean over seeds")
+    right.set_ylabel("validation error − base's (points)")
 
 
 def draw(results, path):
     """Write the study's PNG to `path`; returns path."""
     study, methods = results["study"], results["methods"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     if study in ("influence", "optimizer"):
-        _curves(ax, methods)
+        _curves(left, right, methods)
     elif study in AXIS_LABELS:
-        _against_axis(ax, methods, study)
+        _against_axis(left, right, methods, study)
     else:
-        _bars(ax, methods)
-    ax.set_title(f"{study} ablation, {results['algorithm']} on {results['dataset']}, {len(results['seeds'])} seeds")
-    ax.legend(fontsize=8)
+        _bars(left, right, methods)
+    right.axhline(0.0, color="k", lw=0.8)
+    fig.suptitle(f"{study} ablation, {results['algorithm']} on {results['dataset']}, {len(results['seeds'])} seeds "
+                 "(right: paired with the base run of each seed; below 0 is better)")
+    left.legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

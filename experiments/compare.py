@@ -219,8 +219,9 @@ def main(argv):
                # that sampled it) keeps its initial λ whatever its pseudo-label: diagnostics by that count.
                "weights_by_hypergradient_count": count_group_diagnostics(lam, counts, wrong, seed_of_row),
                "settings": settings, "flags": {name: FLAGS[name].value for name in recipe().RUN_FLAGS}}
-    if ood.any():  # out-of-distribution unlabeled examples (OOD rows count as wrong pseudo-labels)
-        results["ood_fraction"] = float(ood.mean())
+    if recipe() is image_ssl and image_ssl.ood_requested():  # OOD rows count as wrong pseudo-labels
+        results["ood_fraction"] = float(ood.mean())  # 0 with --ood_fraction=0: the in-distribution reference
+    if ood.any():
         results["auroc_low_weight_vs_ood"] = auroc(-lam, ood)
         results["auroc_low_weight_vs_ood_per_seed"] = [auroc(-lam[seed_of_row == s], ood[seed_of_row == s])
                                                         for s in seeds]

@@ -204,3 +204,16 @@ def test_report_refuses_unknown_and_older_formats(tmp_path, content, message):
     (tmp_path / "sub" / "r.json").write_text(json.dumps(content))
     r = run("experiments.report", [str(tmp_path)], timeout=120)
     assert r.returncode == 2 and message in r.stderr and "r.json" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_report_places_an_ood_comparison_at_fraction_zero_in_the_robustness_table(tmp_path):
+    """A compare JSON of an OOD sweep at F = 0 (no OOD row, so no AUROC) is the sweep's reference, not a Table 1 row."""
+    methods = {m: {"test_accuracy": [0.9, 0.8], "mean": 0.85, "std": 0.0707} for m in ("base", "ours")}
+    (tmp_path / "ood_0.json").write_text(json.dumps({
+        "format": "influence_ssl.compare/1", "dataset": "digits", "algorithm": "fixmatch", "seeds": [0, 1],
+        "metric": "test_accuracy", "methods": methods, "settings": {"num_labeled": 50}, "ood_fraction": 0.0}))
+    r = run("experiments.report", [str(tmp_path)], timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    robustness = r.stdout.split("Beyond the paper")[1]
+    assert "digits, 0% OOD unlabeled" in robustness and "AUROC" not in robustness
+    assert "CPU digits" not in r.stdout.split("Table 2")[0]  # not in Table 1

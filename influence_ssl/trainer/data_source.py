@@ -15,6 +15,9 @@ class DataSource(abc.ABC):
     # Batches are pure functions of the step number, so the trainer makes them in graph code: θ batches in a
     # tf.data pipeline one step ahead, Λ batches inside the compiled Λ step (a distributed run needs this).
     stateless = False
+    # A stateless source whose batches cost real work (augmentation): the trainer makes them in a tf.data
+    # pipeline one step ahead of training instead of inside the step.
+    pipelined = False
     # Checkpointable state saved with the run (e.g. CTAugment's rates), or None.
     state = None
 

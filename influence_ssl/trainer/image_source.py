@@ -33,6 +33,9 @@ class AugmentedImageSource(InMemorySource):
         super().__init__(data, labeled_batch, unlabeled_batch, validation_batch, seed)
         self.weak, self.strong, self.scale, self.probe = weak, strong, scale, probe
         self.state = probe  # checkpointed with the run (the original FixMatch did not save CTA's rates)
+        # Augmentation is worth overlapping with the step (tf.data, one step ahead), except with CTAugment,
+        # whose rates change after every step: a batch made ahead would use the previous step's rates.
+        self.pipelined = probe is None
         self._eval_sets = None
 
 

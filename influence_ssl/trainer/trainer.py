@@ -253,6 +253,8 @@ class Trainer:
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in metrics.items()}
 
     def _replica_train_step(self, batch):
+        if not isinstance(batch, dict):  # a step number: sample inside the step (see train_batches)
+            batch = self.source.train_batch(batch)
         batch = self._replica_slice(batch)
         metrics = self._theta_update(batch)
         self.source.observe(self.model, batch)  # e.g. CTAugment's rates from the probes of this batch
@@ -432,11 +434,17 @@ class Trainer:
         return self._finish()
 
     def train_batches(self, first_step):
-        """θ batches of steps first_step, first_step + 1, ... A stateless source's are made by tf.data one
-        step ahead of training (the input pipelining of a Keras fit), each still a pure function of its step;
-        a stateful source's (CTAugment learns from every step) are made when needed."""
+        """θ batches (or step numbers) of steps first_step, first_step + 1, ... for _train_step.
+
+        A stateless source that asks for it (`pipelined`, e.g. augmented images) has its batches made by
+        tf.data one step ahead of training, as a Keras fit does; each is still a pure function of its step.
+        Another stateless source is sampled inside the compiled step (cheaper when a batch is a gather: the
+        iterator's per-step cost would dominate); a stateful one (CTAugment) eagerly, step by step."""
+        steps = range(first_step, self.config.steps)
         if not self._in_graph_batches:
-            return (self.source.train_batch(k) for k in range(first_step, self.config.steps))
+            return (self.source.train_batch(k) for k in steps)
+        if not self.source.pipelined:
+            return (tf.constant(k, tf.int64) for k in steps)
         data = tf.data.Dataset.range(first_step, self.config.steps).map(self.source.train_batch)
         return iter(data.prefetch(1))
 
