@@ -152,6 +152,8 @@ class SyntheticDomain:
     kind = "2d"
 
     def __init__(self):
+        if FLAGS["algorithm"].present and FLAGS.algorithm != "pseudo_label":
+            raise ConfigError(f"--dataset={FLAGS.dataset} runs Pseudo-Label (Sec. 4.1), not --algorithm={FLAGS.algorithm}.")
         self.settings = dict(synthetic_recipe.DEFAULTS, eval_every=50)  # a validation curve point every 50 steps
         for name in self.settings:
             if name in FLAGS and FLAGS[name].value is not None:

@@ -128,6 +128,7 @@ def test_a_digits_study_runs_end_to_end(tmp_path):
     (["--label_counts=0"], "--label_counts must be integers >= 1"),
     (["--weight_lr_grids=rmsprop:0.1"], "--weight_lr_grids entries"),
     (["--seeds=0"], "--seeds must be >= 1"),
+    (["--algorithm=fixmatch"], "runs Pseudo-Label (Sec. 4.1)"),
 ])
 def test_bad_flags_get_one_line(tmp_path, args, message):
     study = "weighting" if "label" in args[0] else "optimizer"

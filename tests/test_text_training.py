@@ -192,6 +192,11 @@ def test_compare_runs_base_ours_and_the_control_on_imdb(text_inputs, tmp_path):
     assert data["flags"]["max_seq_length"] == 32
     # The diagnostics cover the 60 labeled-train reviews of the unlabeled set, not the 8 unsup ones (no label).
     assert 0.0 <= data["weights"]["wrong_pseudo_label_rate_all"] <= 1.0
+    report = subprocess.run([sys.executable, "-m", "experiments.report", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr[-2000:]
+    table2 = report.stdout.split("Table 2")[1].split("Table 3")[0]  # placed in Table 2, not Table 1
+    assert "IMDb, 32 tokens (compare)" in table2 and "imdb" not in report.stdout.split("Table 2")[0]
 
 
 @pytest.fixture()
