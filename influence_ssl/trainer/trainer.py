@@ -168,8 +168,8 @@ class Trainer:
         if source.state is not None:
             state["data_state"] = source.state
         self.checkpoint = tf.train.Checkpoint(**state)
-        # A source whose batches are pure functions of the step number: θ batches from a prefetching tf.data
-        # pipeline (train_batches), Λ batches sampled inside the compiled Λ step.
+        # A source whose batches are pure functions of the step number: θ batches as train_batches says
+        # (a prefetching tf.data pipeline or inside the step), Λ batches sampled inside the compiled Λ step.
         self._in_graph_batches = bool(source.stateless)
         self._theta_update = (tf.function(self._theta_update_fn, jit_compile=True) if config.jit_compile
                               else self._theta_update_fn)
