@@ -264,24 +264,30 @@ def _build_model(settings, data, seed):
     return models.wide_resnet_28_2(data.num_classes, variant=variant, input_shape=shape, seed=seed)
 
 
-def train_config(settings, seed, weighting, reverse=False):
-    """settings may override the flags of the Λ step (weight_optimizer, influence, influence_scope):
-    the ablations vary them within one process."""
+def shared_config_fields(settings, seed, weighting, reverse=False):
+    """The TrainConfig fields every recipe takes the same way from its settings and the shared flags (batches,
+    Alg. 1's Λ step, θ's schedule, precision, logging); experiments.text_ssl uses them too. settings may
+    override the flags of the Λ step (weight_optimizer, influence): the ablations vary them in one process."""
     option = lambda name: settings.get(name, FLAGS[name].value)
-    return TrainConfig(
+    return dict(
         steps=settings["steps"], labeled_batch=settings["batch"],
         unlabeled_batch=settings["batch"] * settings["uratio"], validation_batch=settings["validation_batch"],
         inner_steps=settings["inner_steps"], weight_lr=settings["weight_lr"], weight_init=settings["weight_init"],
         weight_warmup=settings["weight_warmup"], weighting=weighting, weight_optimizer=option("weight_optimizer"),
-        influence=option("influence"), influence_scope=option("influence_scope"), reverse_hypergradient=reverse,
-        binary_reparam=FLAGS.binary_reparam,
-        unlabeled_rampup=settings["unlabeled_rampup"], optimizer="nesterov", lr=settings["lr"],
-        lr_schedule=settings["lr_schedule"], lr_warmup=settings["lr_warmup"],
-        min_lr_ratio=settings["min_lr_ratio"], weight_decay=settings["wd"],
-        weight_decay_on=settings["weight_decay_on"], ema_decay=settings["ema"], ema_scope=settings["ema_scope"],
-        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
+        influence=option("influence"), reverse_hypergradient=reverse, binary_reparam=FLAGS.binary_reparam,
+        lr=settings["lr"], lr_schedule=settings["lr_schedule"], lr_warmup=settings["lr_warmup"],
+        weight_decay=settings["wd"], mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
         seed=seed, log_every=settings["log_every"], eval_every=settings["eval_every"],
         checkpoint_every=settings["checkpoint_every"])
+
+
+def train_config(settings, seed, weighting, reverse=False):
+    """settings may also override --influence_scope (see shared_config_fields)."""
+    return TrainConfig(
+        **shared_config_fields(settings, seed, weighting, reverse),
+        influence_scope=settings.get("influence_scope", FLAGS.influence_scope),
+        unlabeled_rampup=settings["unlabeled_rampup"], optimizer="nesterov", min_lr_ratio=settings["min_lr_ratio"],
+        weight_decay_on=settings["weight_decay_on"], ema_decay=settings["ema"], ema_scope=settings["ema_scope"])
 
 
 def make_strategy():

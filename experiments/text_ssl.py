@@ -195,18 +195,9 @@ def save_split(path, split, metadata):
 
 
 def train_config(settings, seed, weighting, reverse=False):
-    """settings may override the flags of the Λ step (weight_optimizer, influence), as in image_ssl."""
-    option = lambda name: settings.get(name, FLAGS[name].value)
-    return TrainConfig(
-        steps=settings["steps"], labeled_batch=settings["batch"],
-        unlabeled_batch=settings["batch"] * settings["uratio"], validation_batch=settings["validation_batch"],
-        inner_steps=settings["inner_steps"], weight_lr=settings["weight_lr"], weight_init=settings["weight_init"],
-        weight_warmup=settings["weight_warmup"], weighting=weighting, weight_optimizer=option("weight_optimizer"),
-        influence=option("influence"), reverse_hypergradient=reverse, binary_reparam=FLAGS.binary_reparam,
-        optimizer="adamw", lr=settings["lr"], lr_schedule=settings["lr_schedule"], lr_warmup=settings["lr_warmup"],
-        weight_decay=settings["wd"], clip_norm=settings["clip_norm"], mixed_precision=FLAGS.mixed_precision,
-        jit_compile=FLAGS.jit_compile, seed=seed, log_every=settings["log_every"], eval_every=settings["eval_every"],
-        checkpoint_every=settings["checkpoint_every"])
+    """image_ssl's shared fields with BERT's optimizer (adamw) and clipping."""
+    return TrainConfig(**image_ssl.shared_config_fields(settings, seed, weighting, reverse),
+                       optimizer="adamw", clip_norm=settings["clip_norm"])
 
 
 def make_model(seed):
