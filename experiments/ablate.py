@@ -118,7 +118,7 @@ class ImageDomain:
         self.settings = dict(image_ssl.resolved(), weight_optimizer=FLAGS.weight_optimizer,
                              influence=FLAGS.influence, influence_scope=FLAGS.influence_scope)
         self.fingerprint = {"dataset": FLAGS.dataset, "algorithm": FLAGS.algorithm, "settings": self.settings,
-                            "flags": {name: FLAGS[name].value for name in image_ssl.RUN_FLAGS}}
+                            "flags": image_ssl.run_flag_values()}
         self.description = f"{FLAGS.algorithm} on {FLAGS.dataset}"
         self._data = {}
 

@@ -39,6 +39,9 @@ flags.DEFINE_string("seed_dir", None, "Where each finished seed is saved (defaul
 flags.DEFINE_list("tuned_lambda_grid", [], "Also run the base algorithm with one fixed λ for every unlabeled "
                   "example, chosen per seed from this grid by the final validation loss (e.g. 0.1,0.3,1,3): "
                   "the baseline as informed as ours. Empty: not run.")
+flags.DEFINE_string("baselines_from", None, "A --seed_dir of the same comparison without the hypergradient variant "
+                    "flags (image_ssl.VARIANT_FLAGS): base and the tuned single λ, which no variant changes, are read "
+                    "from its seed files instead of being trained again (a seed it lacks is trained in full).")
 flags.DEFINE_list("weight_lr_grid", [], "Λ step sizes η to choose from per seed by the final validation loss: "
                   "numbers, or 'default' for DEFAULT_WEIGHT_LR_GRIDS[--weight_optimizer] (empty: --weight_lr only).")
 
@@ -88,15 +91,9 @@ def choose_on_validation(candidates):
     return min(candidates, key=lambda candidate: candidate[2]["validation_loss"])
 
 
-def train(settings, data, seed, weighting, reverse=False):
-    trainer = recipe().make_trainer(settings, data, seed, weighting, reverse=reverse, verbose=False)
-    return trainer, trainer.run()
-
-
-def run_seed(settings, seed):
-    """Every method on one seed: ({method: metric}, {method: η}, diagnostics of ours' weights)."""
-    data, _, _ = recipe().load_data(settings, seed)
-    accuracy, chosen_lr = {}, {}
+def run_baselines(settings, data, seed, chosen_lr):
+    """{base, tuned λ (with --tuned_lambda_grid): metric} of one seed; the tuned λ goes into chosen_lr."""
+    accuracy = {}
     _, base_results = train(settings, data, seed, "none")
     accuracy["base"] = base_results[FLAGS.metric]
     if FLAGS.tuned_lambda_grid:
@@ -108,6 +105,25 @@ def run_seed(settings, seed):
                               else (candidate, *train(candidate, data, seed, "none")))
         candidate, _, results = choose_on_validation(candidates)
         accuracy[TUNED], chosen_lr[TUNED] = results[FLAGS.metric], candidate["weight_init"]
+    return accuracy
+
+
+def train(settings, data, seed, weighting, reverse=False):
+    trainer = recipe().make_trainer(settings, data, seed, weighting, reverse=reverse, verbose=False)
+    return trainer, trainer.run()
+
+
+def run_seed(settings, seed, baselines=None):
+    """Every method on one seed: ({method: metric}, {method: η}, diagnostics of ours' weights). baselines:
+    base's and the tuned λ's results of this seed from a comparison that differs only in the variant flags."""
+    data, _, _ = recipe().load_data(settings, seed)
+    accuracy, chosen_lr = {}, {}
+    if baselines is not None:
+        accuracy["base"] = baselines["base"]
+        if FLAGS.tuned_lambda_grid:
+            accuracy[TUNED], chosen_lr[TUNED] = baselines[TUNED], baselines["tuned_lambda"]
+    else:
+        accuracy.update(run_baselines(settings, data, seed, chosen_lr))
     # ours at every η, keeping the lowest final validation loss.
     candidates = []
     for weight_lr in weight_lr_grid(settings):
@@ -132,6 +148,34 @@ def seed_record_path(seed_dir, seed):
     return os.path.join(seed_dir, f"seed_{seed}.npz")
 
 
+def seed_fingerprint(settings, variants=True):
+    """Everything that decides a seed's result besides the seed itself (variants=False: as if no variant flag
+    were set, i.e. the fingerprint of the comparison whose baselines --baselines_from reads)."""
+    run_flags = image_ssl.run_flag_values(recipe().RUN_FLAGS)
+    if not variants:
+        run_flags = {k: v for k, v in run_flags.items() if k not in image_ssl.VARIANT_FLAGS}
+    return json.dumps({"settings": settings, "algorithm": FLAGS.algorithm, "dataset": FLAGS.dataset,
+                       "metric": FLAGS.metric, "weight_lr_grid": weight_lr_grid(settings), "flags": run_flags,
+                       "tuned_lambda_grid": tuned_lambda_grid()}, sort_keys=True)
+
+
+def saved_baselines(settings, seed):
+    """base's (and the tuned λ's) saved results of `seed` under --baselines_from, or None if it has none."""
+    if not FLAGS.baselines_from:
+        return None
+    path = seed_record_path(FLAGS.baselines_from, seed)
+    if not os.path.exists(path):
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        if str(f["fingerprint"]) != seed_fingerprint(settings, variants=False):
+            raise ConfigError(f"--baselines_from: {path} was saved under settings other than these without the "
+                              "variant flags; point it at the same comparison run without them.")
+        out = {"base": float(f["accuracy_base"])}
+        if FLAGS.tuned_lambda_grid:
+            out.update({TUNED: float(f[f"accuracy_{TUNED}"]), "tuned_lambda": float(f["tuned_lambda"])})
+    return out
+
+
 def run_or_load_seed(settings, seed, seed_dir, fingerprint):
     """run_seed, or its saved result from an earlier (interrupted) run of the same settings."""
     path = seed_record_path(seed_dir, seed)
@@ -146,7 +190,7 @@ def run_or_load_seed(settings, seed, seed_dir, fingerprint):
             diagnostics = {key: f[key] for key in ("lambda", "counts", "wrong", "ood")}
             diagnostics["lambda_step_abs_mean"] = float(f["lambda_step_abs_mean"])
         return accuracy, chosen_lr, diagnostics, True
-    accuracy, chosen_lr, diagnostics = run_seed(settings, seed)
+    accuracy, chosen_lr, diagnostics = run_seed(settings, seed, saved_baselines(settings, seed))
     np.savez(path + ".tmp.npz", fingerprint=np.str_(fingerprint),
              **{f"accuracy_{m}": accuracy[m] for m in active_methods()},
              **{f"weight_lr_{m}": chosen_lr[m] for m in ("ours", "ours_reversed")},
@@ -177,11 +221,9 @@ def main(argv):
     json_out = paired_flags.json_out(JSON_OUT, algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
     writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
     seed_dir = writable_dir(FLAGS.seed_dir or os.path.splitext(json_out)[0] + "_seeds", "--seed_dir")
-    # Everything that decides a seed's result besides the seed itself.
-    fingerprint = json.dumps({"settings": settings, "algorithm": FLAGS.algorithm, "dataset": FLAGS.dataset,
-                              "metric": FLAGS.metric, "weight_lr_grid": weight_lr_grid(settings),
-                              "flags": {name: FLAGS[name].value for name in recipe().RUN_FLAGS},
-                              "tuned_lambda_grid": tuned_lambda_grid()}, sort_keys=True)
+    fingerprint = seed_fingerprint(settings)
+    if FLAGS.baselines_from and not os.path.isdir(FLAGS.baselines_from):
+        raise ConfigError(f"--baselines_from={FLAGS.baselines_from} is not a directory of seed files.")
     per_method = {m: [] for m in active_methods()}
     chosen = {m: [] for m in ("ours", "ours_reversed")}
     tuned = []  # the λ chosen on validation per seed, with --tuned_lambda_grid
@@ -218,7 +260,7 @@ def main(argv):
                # An example whose hypergradient was always 0 (e.g. below the confidence mask at every Λ step
                # that sampled it) keeps its initial λ whatever its pseudo-label: diagnostics by that count.
                "weights_by_hypergradient_count": count_group_diagnostics(lam, counts, wrong, seed_of_row),
-               "settings": settings, "flags": {name: FLAGS[name].value for name in recipe().RUN_FLAGS}}
+               "settings": settings, "flags": image_ssl.run_flag_values(recipe().RUN_FLAGS)}
     if recipe() is image_ssl and image_ssl.ood_requested():  # OOD rows count as wrong pseudo-labels
         results["ood_fraction"] = float(ood.mean())  # 0 with --ood_fraction=0: the in-distribution reference
     if ood.any():

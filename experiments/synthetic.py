@@ -27,7 +27,8 @@ from influence_ssl.data import SYNTHETIC_DATASETS
 from influence_ssl.metrics import weight_diagnostics
 from influence_ssl.report import format_table, method_summary
 from influence_ssl.trainer import ConfigError
-from influence_ssl.trainer.config import INFLUENCE_METHODS, INFLUENCE_SCOPES, WEIGHT_OPTIMIZERS
+from influence_ssl.trainer.config import (INFLUENCE_METHODS, INFLUENCE_SCOPES, NORMALIZATIONS, PARAMETRIZATIONS,
+                                         WEIGHT_OPTIMIZERS)
 
 FORMAT = "influence_ssl.synthetic/1"  # read by experiments.report
 FLAGS = flags.FLAGS
@@ -64,6 +65,15 @@ flags.DEFINE_float("influence_damping", D["influence_damping"],
                    "Damping of the last-layer Hessian, relative to mean(diag H).")
 flags.DEFINE_bool("binary_reparam", D["binary_reparam"], "Influence on one logit f with logits (f, -f) (App. D; "
                   "the paper uses it for IMDb, not for Sec. 4.1).")
+V = synthetic_recipe.VARIANT_DEFAULTS
+flags.DEFINE_enum("hypergradient_normalization", V["hypergradient_normalization"], NORMALIZATIONS,
+                  "Variant (issue #12; none = the paper): batch or class standardises the hypergradient over the "
+                  "batch or within each pseudo-label class; example divides it by the example's gradient norm.")
+flags.DEFINE_enum("weight_parametrization", V["weight_parametrization"], PARAMETRIZATIONS,
+                  "Variant (issue #12; projection = the paper): λ = softplus(φ) or 2·λ0·sigmoid(φ), φ stepped.")
+flags.DEFINE_float("influence_target_temperature", V["influence_target_temperature"],
+                   "Variant (issue #12; 0 = hard pseudo-labels): the influence's targets are softmax(z / T); "
+                   "T = 1 makes Pseudo-Label's ∇ℓ_u vanish (targets = predictions).")
 flags.DEFINE_list("tuned_grid", ["0.1", "0.3", "1", "3"], "λ grid of pseudo_label_tuned.")
 flags.DEFINE_list("plot_iterations", ["1", "10", "30"], "Λ iterations drawn in Fig. 1/2 (plus final).")
 
@@ -71,8 +81,11 @@ METHODS = ("supervised", "pseudo_label", "pseudo_label_tuned", "ours", "ours_rev
 
 
 def settings():
-    """The recipe's settings from the flags."""
-    return {name: FLAGS[name].value for name in synthetic_recipe.DEFAULTS}
+    """The recipe's settings from the flags (a variant only when set away from the paper's method)."""
+    values = {name: FLAGS[name].value for name in synthetic_recipe.DEFAULTS}
+    values.update({name: FLAGS[name].value for name, default in synthetic_recipe.VARIANT_DEFAULTS.items()
+                   if FLAGS[name].value != default})
+    return values
 
 
 def base_config(seed, **overrides):

@@ -23,6 +23,11 @@ DEFAULTS = dict(
     influence_damping=DEFAULT_DAMPING, binary_reparam=False,
 )
 
+# The hypergradient variants of issue #12, at the paper's method; a settings dict may set them. Kept out of
+# DEFAULTS so that the paper's method keeps the settings (and the ablation cache keys) it had before them.
+VARIANT_DEFAULTS = dict(hypergradient_normalization="none", weight_parametrization="projection",
+                        influence_target_temperature=0.0)
+
 
 def load_data(dataset, settings, seed):
     """The seeded draw of `dataset` at the sizes of `settings`."""
@@ -43,7 +48,7 @@ def train_config(settings, seed, **overrides):
         lr=s["lr"], weight_decay=s["weight_decay"], seed=seed,
         # An evaluation (validation and test accuracy into results["history"]) every eval_every steps.
         log_every=s.get("eval_every", s["steps"]), eval_every=s.get("eval_every", s["steps"]),
-        checkpoint_every=s["steps"])
+        checkpoint_every=s["steps"], **{name: s.get(name, value) for name, value in VARIANT_DEFAULTS.items()})
     return dataclasses.replace(config, **overrides)
 
 

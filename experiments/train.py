@@ -66,7 +66,7 @@ def describe_run(train_dir, settings, run_flags):
         results = json.load(f)
     results["run"] = {"dataset": FLAGS.dataset, "algorithm": FLAGS.algorithm, "seed": FLAGS.seed,
                       "weighting": FLAGS.weighting, "reverse_hypergradient": FLAGS.reverse_hypergradient,
-                      "settings": settings, "flags": {name: FLAGS[name].value for name in run_flags}}
+                      "settings": settings, "flags": image_ssl.run_flag_values(run_flags)}
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
     os.replace(path + ".tmp", path)

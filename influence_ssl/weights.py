@@ -15,8 +15,13 @@ so that diagnostics can tell examples whose λ was moved from those it never was
 
 With |U| = 1 and every ID 0 the same table holds one shared λ (Fig. 4 left): the optimizer
 sums duplicate indices, so its gradient is Σ_u dL_val/dλ_u = dL_val/dλ.
+
+A variant (issue #12, not the paper's method) parametrises λ = f(φ) and lets the optimizer step φ
+(with dL_val/dφ = dL_val/dλ · f'(φ)) instead of projecting λ: f = softplus (λ > 0, steps shrink
+near 0), or f = 2·λ₀·sigmoid (λ in (0, 2·λ₀), λ₀ the initial value, φ₀ = 0).
 """
 import csv
+import math
 import os
 
 import numpy as np
@@ -36,6 +41,14 @@ def updates_only_gradient_rows(optimizer):
     return False
 
 
+PARAMETRIZATIONS = ("projection", "softplus", "sigmoid")
+
+
+def _inverse_softplus(y):
+    """φ with softplus(φ) = y > 0 (for large y, y itself up to float precision)."""
+    return y + math.log(-math.expm1(-y))
+
+
 class ExampleWeights(tf.Module):
     """Λ, its optimizer and the projection onto λ >= 0, checkpointable as one object.
 
@@ -44,6 +57,8 @@ class ExampleWeights(tf.Module):
       initial_value: λ at the start (the paper: 1; 5 for UDA on CIFAR-10 with 250 labels).
       optimizer: a tf_keras optimizer for Λ; default MaskedAdam(learning_rate=0.01).
       dtype: dtype of Λ.
+      parametrization: "projection" (the paper: step λ, then clip to λ >= 0), "softplus" or "sigmoid"
+        (step φ with λ = f(φ); see the module docstring).
 
     Save and restore with `tf.train.Checkpoint(weights=table)`: the weights, the hypergradient
     counts, the optimizer's step counter and its slots (m, v) are all tracked. The optimizer is built
@@ -51,22 +66,34 @@ class ExampleWeights(tf.Module):
     """
 
     def __init__(self, num_examples, initial_value=1.0, optimizer=None, dtype=tf.float32,
-                 name="example_weights"):
+                 parametrization="projection", name="example_weights"):
         super().__init__(name=name)
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization must be one of {', '.join(PARAMETRIZATIONS)}, got {parametrization!r}.")
         num_examples = int(num_examples)
         if num_examples < 1:
             raise ValueError(f"num_examples must be >= 1, got {num_examples}.")
         if not np.isfinite(initial_value) or initial_value < 0:
             raise ValueError(f"initial_value must be a finite number >= 0, got {initial_value}.")
+        if parametrization != "projection" and initial_value <= 0:
+            raise ValueError(f"A {parametrization} parametrization needs initial_value > 0, got {initial_value}.")
         self.num_examples = num_examples
+        self.parametrization = parametrization
         self.values = tf.Variable(
-            tf.fill([num_examples], tf.cast(initial_value, dtype)), name="lambda"
+            tf.fill([num_examples], tf.constant(initial_value, dtype)), name="lambda"
         )
+        # The optimizer's variable: λ itself, or φ with λ = f(φ).
+        self._scale = 2.0 * initial_value  # the sigmoid's bound
+        if parametrization == "projection":
+            self.stepped = self.values
+        else:
+            phi0 = _inverse_softplus(initial_value) if parametrization == "softplus" else 0.0
+            self.stepped = tf.Variable(tf.fill([num_examples], tf.constant(phi0, dtype)), name="phi")
         # How many Λ steps gave each example a non-zero hypergradient.
         self.hypergradient_counts = tf.Variable(tf.zeros([num_examples], tf.int32), trainable=False,
                                                 name="nonzero_hypergradient_counts")
         self.optimizer = optimizer if optimizer is not None else MaskedAdam(learning_rate=0.01)
-        self.optimizer.build([self.values])
+        self.optimizer.build([self.stepped])
         self._local_steps = updates_only_gradient_rows(self.optimizer)
 
     def gather(self, ids):
@@ -83,15 +110,31 @@ class ExampleWeights(tf.Module):
         """
         ids = tf.convert_to_tensor(ids)
         grads = tf.cast(grads, self.values.dtype)
+        self.hypergradient_counts.scatter_add(tf.IndexedSlices(tf.cast(grads != 0, tf.int32), ids))
+        if self.parametrization != "projection":
+            grads = grads * self._derivative(tf.gather(self.stepped, ids))  # chain rule: dL/dφ = dL/dλ · f'(φ)
         # A constant shape: tf.shape(self.values) would read all |U| entries.
         dense_shape = tf.constant([self.num_examples], ids.dtype)
-        self.optimizer.apply_gradients([(tf.IndexedSlices(grads, ids, dense_shape), self.values)])
-        self.hypergradient_counts.scatter_add(tf.IndexedSlices(tf.cast(grads != 0, tf.int32), ids))
-        # Projection onto the constraint set Λ >= 0, wherever the step could move λ.
+        self.optimizer.apply_gradients([(tf.IndexedSlices(grads, ids, dense_shape), self.stepped)])
+        # λ from the stepped variable (projection onto Λ >= 0, or f(φ)), wherever the step could move it.
         if self._local_steps:
-            self.values.scatter_update(tf.IndexedSlices(tf.nn.relu(tf.gather(self.values, ids)), ids))
+            self.values.scatter_update(tf.IndexedSlices(self._lambda_of(tf.gather(self.stepped, ids)), ids))
         else:
-            self.values.assign(tf.nn.relu(self.values))
+            self.values.assign(self._lambda_of(self.stepped))
+
+    def _lambda_of(self, stepped):
+        if self.parametrization == "softplus":
+            return tf.nn.softplus(stepped)
+        if self.parametrization == "sigmoid":
+            return self._scale * tf.sigmoid(stepped)
+        return tf.nn.relu(stepped)
+
+    def _derivative(self, phi):
+        """f'(φ) of the parametrization."""
+        if self.parametrization == "softplus":
+            return tf.sigmoid(phi)
+        s = tf.sigmoid(phi)
+        return self._scale * s * (1.0 - s)
 
     def to_numpy(self):
         """Λ as a [|U|] numpy array (index = example ID)."""

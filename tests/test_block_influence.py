@@ -106,14 +106,14 @@ def head_only_model(seed=0):
     return model
 
 
-def moons_trainer(model, **overrides):
+def moons_trainer(model, threshold=0.0, **overrides):
     data = make_synthetic("moons", 0, num_unlabeled=60, num_test=50)
     settings = dict(steps=30, labeled_batch=10, unlabeled_batch=60, validation_batch=30, inner_steps=10,
                     weight_warmup=0, lr=0.01, weight_decay=0.05, weight_decay_on="all", log_every=30,
                     eval_every=30, checkpoint_every=30)
     config = TrainConfig(**{**settings, **overrides})
     source = InMemorySource(data, 10, 60, 30, seed=0)
-    return Trainer(model, PseudoLabel(), source, config, verbose=False)
+    return Trainer(model, PseudoLabel(threshold), source, config, verbose=False)
 
 
 def test_last_block_restricted_to_the_head_equals_the_head_only_influence():
@@ -127,6 +127,19 @@ def test_last_block_restricted_to_the_head_equals_the_head_only_influence():
         ids_block, grads_block = block.hypergradient(1)
         np.testing.assert_array_equal(ids_block, ids_head)
         np.testing.assert_allclose(grads_block, grads_head, rtol=rtol, atol=1e-3 * np.abs(grads_head).max())
+
+
+def test_last_block_gives_masked_rows_exactly_zero_like_the_head():
+    """Pseudo-Label at a confidence threshold masks rows to an all-zero target: ℓ_u ≡ 0, so its gradient and
+    hypergradient are 0 in both scopes (tf.nn.softmax_cross_entropy_with_logits would give them p instead)."""
+    model = head_only_model()
+    moons_trainer(model, weighting="none").run()
+    head = moons_trainer(model, threshold=0.6, influence="exact").hypergradient(1)[1]
+    block = moons_trainer(model, threshold=0.6, influence="exact", influence_scope="last_block").hypergradient(1)[1]
+    masked = head == 0
+    assert 0 < masked.sum() < len(head)
+    np.testing.assert_array_equal(block[masked], 0.0)
+    np.testing.assert_allclose(block, head, rtol=1e-4, atol=1e-3 * np.abs(head).max())
 
 
 def test_last_block_through_the_trainer_cg_converges_to_exact():

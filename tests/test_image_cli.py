@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,3 +86,18 @@ def test_compare_saves_each_seed_and_a_restart_loads_it(tmp_path):
     assert table(again.stdout) == table(first.stdout)
     other = run("experiments.compare", [*tiny, "--weight_lr=0.5"])
     assert other.returncode == 2 and "saved under other settings" in other.stderr
+
+    # A hypergradient variant reads base and the tuned λ from the paper-method seeds (marked here, to see them read).
+    with np.load(tmp_path / "r_seeds" / "seed_0.npz") as f:
+        saved = dict(f)
+    os.makedirs(tmp_path / "marked")
+    np.savez(tmp_path / "marked" / "seed_0.npz", **{**saved, "accuracy_base": np.float64(0.123)})
+    variant = [*tiny[:-1], "--hypergradient_normalization=class", f"--baselines_from={tmp_path / 'marked'}",
+               f"--json_out={tmp_path / 'v.json'}"]
+    result = run("experiments.compare", variant)
+    assert result.returncode == 0, result.stderr[-2000:]
+    methods = json.loads((tmp_path / "v.json").read_text())["methods"]
+    assert methods["base"]["test_accuracy"] == [0.123]
+    assert methods["tuned_single_lambda"]["test_accuracy"] == tuned["test_accuracy"]
+    mismatch = run("experiments.compare", [*variant[:-1], "--weight_lr=0.5", f"--json_out={tmp_path / 'w.json'}"])
+    assert mismatch.returncode == 2 and "--baselines_from" in mismatch.stderr

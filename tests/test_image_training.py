@@ -2,6 +2,7 @@
 WRN-28-2 UDA and FixMatch-CTA steps with weights on mock CIFAR-10, the Table 1 flag files."""
 import glob
 import os
+import re
 
 import numpy as np
 import pytest
@@ -246,3 +247,14 @@ def test_kernel_decay_takes_every_kernel_and_nothing_else(build):
     got = {id(v) for v in decayed_variables(model, "kernels")}
     assert got == {id(v) for v in model.trainable_variables if v.shape.rank >= 2}
     assert {id(v) for v in decayed_variables(model, "all")} == {id(v) for v in model.trainable_variables}
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "experiments/configs/ood/*.cfg"))),
+                         ids=os.path.basename)
+def test_ood_flag_files_hold_out_oliver_et_als_non_animal_classes(path):
+    parse_flags([f"--flagfile={path}"])
+    s = image_ssl.resolved()
+    assert FLAGS.dataset == "cifar10" and FLAGS.algorithm == "fixmatch" and FLAGS.augment == "cta"
+    assert sorted(int(c) for c in FLAGS.ood_classes) == [0, 1, 8, 9] and s["num_labeled"] == 2400
+    assert FLAGS.ood_fraction == int(re.search(r"ood(\d+)\.cfg$", path).group(1)) / 100
+    assert s["inner_steps"] == 512 and s["weight_lr"] == 0.01

@@ -45,7 +45,8 @@ def assert_rows_close(got, want, tol, names=None):
         np.testing.assert_allclose(np.asarray(g), w, err_msg=f"variable {label}", **tol)
 
 
-def check_methods(model, loss_fn, inputs, tol, methods=("fast", "loop", "vmap"), targets=None, variables=None):
+def check_methods(model, loss_fn, inputs, tol, methods=("fast", "layerwise", "loop", "vmap"), targets=None,
+                  variables=None):
     want = jacobian_rows(model, loss_fn, inputs, variables=variables, targets=targets)
     names = [v.name for v in (variables or model.trainable_variables)]
     for method in methods:
@@ -389,3 +390,76 @@ def test_auto_conv_impl_measures_once_and_keeps_the_fastest(monkeypatch):
     xs = normal((3, 5, 5, 2))
     assert_rows_close(per_example_gradients(model, squared_loss, xs, conv_impl="auto"),
                       jacobian_rows(model, squared_loss, xs), F64)
+
+
+@pytest.mark.parametrize("slow, expected", [("vmap", "layerwise"), ("layerwise", "vmap")])
+def test_fast_measures_once_and_keeps_the_faster_of_layerwise_and_vmap(monkeypatch, slow, expected):
+    """With one of the two slowed by 50 ms, "fast" must pick the other, measure once, and stay exact."""
+    import time as time_module
+
+    from influence_ssl.pergrad import api
+
+    calls = {"layerwise": 0, "vmap": 0}
+
+    def wrap(name, fn):
+        def method(*args):
+            calls[name] += 1
+            grads, losses = fn(*args)
+            if name == slow:
+                pause = tf.py_function(lambda: time_module.sleep(0.05) or 0.0, [], tf.float32)
+                losses = losses + tf.cast(pause, losses.dtype) * 0
+            return grads, losses
+        return method
+
+    monkeypatch.setattr(api, "fast_per_example_gradients", wrap("layerwise", api.fast_per_example_gradients))
+    monkeypatch.setattr(api, "vmap_per_example_gradients", wrap("vmap", api.vmap_per_example_gradients))
+    model = conv_model((3, 3), 1, "same", True, (5, 5))
+    xs = normal((3, 5, 5, 2))
+    assert api.fastest_method(model, squared_loss, xs, None, model.trainable_variables, False, "auto") == expected
+    measured = dict(calls)
+    assert_rows_close(per_example_gradients(model, squared_loss, xs), jacobian_rows(model, squared_loss, xs), F64)
+    assert calls[expected] == measured[expected] + 1 and calls[slow] == measured[slow]  # cached choice, no re-timing
+
+
+def test_fast_keeps_layerwise_where_vmap_is_not_exact_or_cannot_be_timed():
+    from influence_ssl.pergrad import api
+
+    model = keras.Sequential([keras.layers.InputLayer(input_shape=(4,)), keras.layers.Dense(3),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    model.build((None, 4))
+    x = normal((5, 4), "float32")
+    # BN in training mode: batch-of-one statistics differ, so vmap is no candidate.
+    assert api.fastest_method(model, squared_loss, x, None, model.trainable_variables, True, "auto") == "layerwise"
+
+    @tf.function
+    def with_graph_tensor(x):
+        scale = tf.reduce_mean(x)  # a tensor of this graph: the loss cannot be timed outside it
+        loss = lambda out: tf.reduce_sum(out ** 2, axis=-1) * scale
+        return per_example_gradients(model, loss, x, training=False)
+
+    want = jacobian_rows(model, lambda out: tf.reduce_sum(out ** 2, axis=-1) * tf.reduce_mean(x), x)
+    assert_rows_close(with_graph_tensor(x), want, dict(rtol=1e-4, atol=1e-5))
+
+
+def test_fast_times_the_real_computation_of_both_candidates(monkeypatch):
+    """The timed candidates must compute the real per-example gradients (tf.init_scope, which pauses gradient
+    tapes, once made both return zeros): each returns Σ_b ||g_b||² of the stand-in batch, checked against the
+    layerwise rows of the same inputs, also when "fast" is traced inside a tf.function."""
+    from influence_ssl.pergrad import api
+
+    seen = {}
+
+    def spy(fns, args):
+        seen["values"] = {name: float(fn(*args)) for name, fn in fns.items()}
+        seen["args"] = [a.numpy() for a in args if a is not None]
+        return {"layerwise": 1.0, "vmap": 1.0}
+
+    monkeypatch.setattr(api, "_median_seconds", spy)
+    model = conv_model((3, 3), 1, "same", True, (5, 5))
+    xs = normal((3, 5, 5, 2), "float32")
+    tf.function(lambda x: per_example_gradients(model, squared_loss, x))(xs)
+    rows = per_example_gradients(model, squared_loss, tf.constant(seen["args"][0]), method="layerwise")
+    expected = sum(float(tf.reduce_sum(tf.square(r))) for r in rows)
+    assert expected > 0
+    for name, value in seen["values"].items():
+        assert value == pytest.approx(expected, rel=1e-4), name

@@ -1,12 +1,14 @@
 """Per-example gradient speed on a WRN-28-2-sized network (Ren et al. Sec. 4.4).
 
 --mode=model times, in one run and all compiled with tf.function: one ordinary batched backward
-pass (all parameters), and per-example gradients of --variables by "fast" (per --conv_impl), "vmap"
+pass (all parameters), and per-example gradients of --variables by "fast" (the faster of "layerwise" and
+"vmap", measured once; the pick is printed), "layerwise" (the paper's rules, per --conv_impl), "vmap"
 and "loop".
 --mode=layers times only the Conv2D filter-gradient alternatives on WRN-28-2 layer shapes.
 
     python -m experiments.benchmarks.pergrad_speed                      # batch 16, under a minute on 2 cores
-    python -m experiments.benchmarks.pergrad_speed --conv_impl=shifted,patches,vmap --methods=fast
+    python -m experiments.benchmarks.pergrad_speed --batches=16,64,256 --repeats=3   # issue #10 part 2b
+    python -m experiments.benchmarks.pergrad_speed --conv_impl=shifted,patches,vmap --methods=layerwise
     python -m experiments.benchmarks.pergrad_speed --mode=layers --batch=16
 """
 import os
@@ -20,15 +22,16 @@ import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from experiments.benchmarks.timing import time_round_robin, xent  # noqa: E402
-from influence_ssl.pergrad import CONV_IMPLS, conv2d_filter_grads, make_per_example_gradients_fn  # noqa: E402
+from influence_ssl.pergrad import (CONV_IMPLS, conv2d_filter_grads, fastest_method,  # noqa: E402
+                                   make_per_example_gradients_fn)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "model", ["model", "layers"], "Whole-model timings, or Conv2D filter-gradient alternatives.")
 flags.DEFINE_integer("batch", 16, "Examples per batch (the paper uses 256 on a V100).")
 flags.DEFINE_list("batches", [], "Several batch sizes in one run (e.g. 16,64,256); overrides --batch.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per method after one warm-up call (which includes tracing).")
-flags.DEFINE_list("methods", ["fast", "vmap", "loop"], "Per-example methods to time.")
-flags.DEFINE_list("conv_impl", ["auto"], f"Conv2D implementations of 'fast' to time, from {CONV_IMPLS}.")
+flags.DEFINE_list("methods", ["fast", "layerwise", "vmap", "loop"], "Per-example methods to time.")
+flags.DEFINE_list("conv_impl", ["auto"], f"Conv2D implementations of 'fast'/'layerwise' to time, from {CONV_IMPLS}.")
 flags.DEFINE_integer("width", 2, "WRN widening factor k (WRN-28-k).")
 flags.DEFINE_integer("depth", 28, "WRN depth (6n+4).")
 flags.DEFINE_integer("num_classes", 10, "Classifier outputs.")
@@ -81,7 +84,7 @@ def run_model(batch):
 
     fns = {"batched backward (sum loss)": batched_backward}
     for method in FLAGS.methods:
-        for impl in FLAGS.conv_impl if method == "fast" else [None]:
+        for impl in FLAGS.conv_impl if method in ("fast", "layerwise") else [None]:
             name = f"per-example {method}" + (f" (conv_impl={impl})" if impl else "")
             fns[name] = make_per_example_gradients_fn(
                 model, xent, training=FLAGS.training, method=method, variables=variables, conv_impl=impl or "auto"
@@ -98,6 +101,10 @@ def run_model(batch):
             f"| {name} | {warmup:.1f} | {median * 1e3:.1f} | {np.mean(t) * 1e3:.1f} (±{np.std(t) * 1e3:.1f}) "
             f"| {median / base:.2f} | {vs_fast} |"
         )
+    if "fast" in FLAGS.methods:
+        for impl in FLAGS.conv_impl:  # cached by the timed calls: this only reads the pick
+            pick = fastest_method(model, xent, x, y, variables, FLAGS.training, impl)
+            print(f"batch {batch}: 'fast' (conv_impl={impl}) runs '{pick}'")
 
 
 def run_layers():

@@ -2,7 +2,7 @@
 
 Math module: imports nothing else from influence_ssl.
 """
-from influence_ssl.pergrad.api import METHODS, make_per_example_gradients_fn, per_example_gradients
+from influence_ssl.pergrad.api import METHODS, fastest_method, make_per_example_gradients_fn, per_example_gradients
 from influence_ssl.pergrad.conv import CONV_IMPLS, conv2d_filter_grads
 from influence_ssl.pergrad.registry import (
     REGISTRY,
@@ -19,6 +19,7 @@ __all__ = [
     "LayerRule",
     "UnsupportedLayerError",
     "conv2d_filter_grads",
+    "fastest_method",
     "get_layer_rule",
     "make_per_example_gradients_fn",
     "per_example_gradients",

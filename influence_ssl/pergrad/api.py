@@ -1,4 +1,16 @@
-"""Public entry points: per_example_gradients and make_per_example_gradients_fn."""
+"""Public entry points: per_example_gradients and make_per_example_gradients_fn.
+
+"fast" is the fastest exact method for the model, its variables, the input shapes and the device: the
+paper's "layerwise" method (one batched forward and backward, then per-layer rules; Ren et al. App. B),
+or tf.vectorized_map of batch-of-one passes where that measures at least 10% faster (medians of interleaved
+calls; see BUILD_NOTES for where it does). The choice is measured once per (device kind, model, variables,
+shapes, training), outside any graph being traced, as cuDNN's autotuner does; both give the same numbers up
+to rounding.
+"""
+import threading
+import time
+import weakref
+
 import tensorflow as tf
 
 from influence_ssl.pergrad.baselines import (
@@ -7,9 +19,92 @@ from influence_ssl.pergrad.baselines import (
     vmap_per_example_gradients,
 )
 from influence_ssl.pergrad.conv import CONV_IMPLS
-from influence_ssl.pergrad.fast import fast_per_example_gradients, walk_layers
+from influence_ssl.pergrad.fast import fast_per_example_gradients, plan_layers, walk_layers
 
-METHODS = ("fast", "loop", "vmap")
+METHODS = ("fast", "layerwise", "loop", "vmap")
+_AUTOTUNE_ROUNDS = 3
+# vmap replaces the paper's method only when it is clearly faster: on 2 CPU cores the two differ by up to
+# ±20% from one process to the next, either way (BUILD_NOTES), and a pick inside that noise is a coin toss.
+_VMAP_MARGIN = 0.9
+_chosen = weakref.WeakKeyDictionary()  # model -> {(device kind, variables, shapes, training, conv_impl): method}
+
+
+def _stand_in(spec):
+    """A tensor of the spec's static shape and dtype for timing: zeros for integer inputs (token ids),
+    normal draws otherwise."""
+    if spec.dtype.is_floating:
+        return tf.random.stateless_normal(spec.shape, seed=[0, 3], dtype=spec.dtype)
+    return tf.zeros(spec.shape, spec.dtype)
+
+
+def _median_seconds(fns, args):
+    """{name: median seconds} of the compiled fns, called in interleaved rounds after one warm-up call each
+    (which traces it): interleaving spreads the machine's drift and the allocator's first growth over all."""
+    times = {name: [] for name in fns}
+    for name, fn in fns.items():
+        fn(*args).numpy()
+    for round_ in range(_AUTOTUNE_ROUNDS):
+        order = list(fns) if round_ % 2 == 0 else list(reversed(list(fns)))
+        for name in order:
+            start = time.perf_counter()
+            fns[name](*args).numpy()
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
+def _in_fresh_thread(fn):
+    """fn() in a new thread, which starts eager and outside any graph being traced. Not tf.init_scope: it
+    pauses gradient tapes, so every gradient timed under it would be zero (and vmap's nearly free)."""
+    result = {}
+
+    def target():
+        try:
+            result["value"] = fn()
+        except BaseException as e:  # re-raised in the caller's thread
+            result["error"] = e
+
+    thread = threading.Thread(target=target, name="pergrad-autotune")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def fastest_method(model, loss_fn, inputs, targets, variables, training, conv_impl):
+    """"layerwise" or "vmap", whichever computes these per-example gradients faster here (cached).
+
+    vmap is a candidate only where it is exact and runs: static shapes, no BatchNormalization in training
+    mode, and no error or out-of-memory while timing it (e.g. a loss_fn that reads a tensor of the graph
+    being traced cannot be timed outside it: "layerwise" is then kept without timing).
+    """
+    spec_of = lambda structure: tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, a.dtype), structure)
+    specs = (spec_of(inputs), None if targets is None else spec_of(targets))
+    if not all(spec.shape.is_fully_defined() for spec in tf.nest.flatten([s for s in specs if s is not None])):
+        return "layerwise"
+    device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    key = (device, tuple(v.name for v in variables), str(specs), repr(training), conv_impl)
+    per_model = _chosen.setdefault(model, {})
+    if key not in per_model:
+
+        def measure():
+            x, t = (None if s is None else tf.nest.map_structure(_stand_in, s) for s in specs)
+
+            def timed(run, *extra):
+                # Only a scalar leaves the function: no B×|θ| copy to the host is timed.
+                return tf.function(lambda a, b: tf.add_n([tf.reduce_sum(tf.square(g)) for g in run(
+                    model, loss_fn, a, b, variables, training, *extra)[0]]), autograph=False)
+
+            check_no_training_batch_norm(model, training, walk_layers(model))
+            return _median_seconds({"layerwise": timed(fast_per_example_gradients, conv_impl),
+                                    "vmap": timed(vmap_per_example_gradients)}, (x, t))
+
+        try:
+            seconds = _in_fresh_thread(measure)
+        except (ValueError, TypeError, tf.errors.OpError):
+            seconds = None  # vmap not exact here, or not timeable out of its graph (or out of memory)
+        per_model[key] = "vmap" if seconds and seconds["vmap"] < _VMAP_MARGIN * seconds["layerwise"] else "layerwise"
+    return per_model[key]
 
 
 def _resolve_variables(model, variables):
@@ -42,11 +137,12 @@ def per_example_gradients(
       training: passed to model(...). With BatchNormalization in training mode, "fast" rows are
         per-example contributions that sum to the batch gradient; they are per-example gradients only
         for parameters downstream of the last BN. "loop"/"vmap" refuse this case.
-      method: "fast" (one batched forward+backward, Ren et al.), "loop" (serial batch-of-one passes)
-        or "vmap" (tf.vectorized_map of batch-of-one passes).
+      method: "fast" (the faster of "layerwise" and "vmap" here, measured once: module docstring),
+        "layerwise" (one batched forward+backward and per-layer rules, Ren et al. App. B), "loop" (serial
+        batch-of-one passes) or "vmap" (tf.vectorized_map of batch-of-one passes).
       variables: defaults to model.trainable_variables.
       targets: optional tensor/structure with leading dim B, sliced with inputs by the baselines.
-      conv_impl: Conv2D filter-gradient implementation of "fast": "auto" (the fastest of the others for
+      conv_impl: Conv2D filter-gradient implementation of "layerwise": "auto" (the fastest of the others for
         the layer's shapes on this device, measured once per process), "shifted", "patches" or "vmap".
       return_losses: also return the per-example losses [B] of the same forward.
 
@@ -62,6 +158,9 @@ def per_example_gradients(
     if targets is not None:
         targets = tf.nest.map_structure(tf.convert_to_tensor, targets)
     if method == "fast":
+        plan_layers(model, variables)  # an unsupported layer is reported as before, whatever would be faster
+        method = fastest_method(model, loss_fn, inputs, targets, variables, training, conv_impl)
+    if method == "layerwise":
         grads, losses = fast_per_example_gradients(model, loss_fn, inputs, targets, variables, training, conv_impl)
     else:
         check_no_training_batch_norm(model, training, walk_layers(model))

@@ -27,6 +27,10 @@ class SSLLosses:
       metrics: scalar summaries for logs (e.g. the mask rate).
       unlabeled_inputs: [U, ...] the model inputs of the view ℓ_U is computed on (the strong view for
         FixMatch and UDA): per-example gradients of parameters below the head start from them.
+      unlabeled_weak_features: [U, D] features of the view the targets come from (the weak view of
+        FixMatch and UDA; Pseudo-Label's one view). For influence variants (issue #12).
+      unlabeled_target_logits: [U, K] the logits the targets are made from (held constant). For a
+        temperature on the influence's targets (issue #12).
     """
 
     labeled: tf.Tensor
@@ -37,6 +41,8 @@ class SSLLosses:
     unlabeled_targets: tf.Tensor
     metrics: Dict[str, tf.Tensor] = dataclasses.field(default_factory=dict)
     unlabeled_inputs: Optional[tf.Tensor] = None
+    unlabeled_weak_features: Optional[tf.Tensor] = None
+    unlabeled_target_logits: Optional[tf.Tensor] = None
 
 
 def forward_concat(model, views, training):

@@ -21,7 +21,7 @@ class FixMatch(SSLAlgorithm):
         self.threshold = threshold
 
     def losses(self, model, batch, *, training, step):
-        (fx, zx), (_, zw), (fs, zs) = forward_concat(
+        (fx, zx), (fw, zw), (fs, zs) = forward_concat(
             model, [batch["labeled_x"], batch["unlabeled_weak"], batch["unlabeled_strong"]], training)
         targets, mask = hard_pseudo_labels(zw, self.threshold)
         return SSLLosses(
@@ -32,5 +32,7 @@ class FixMatch(SSLAlgorithm):
             unlabeled_features=fs,
             unlabeled_targets=targets,
             unlabeled_inputs=batch["unlabeled_strong"],
+            unlabeled_weak_features=fw,
+            unlabeled_target_logits=tf.stop_gradient(zw),
             metrics={"mask_rate": tf.reduce_mean(mask)},
         )

@@ -31,5 +31,7 @@ class PseudoLabel(SSLAlgorithm):
             unlabeled_features=fu,
             unlabeled_targets=targets,
             unlabeled_inputs=batch["unlabeled_x"],
+            unlabeled_weak_features=fu,
+            unlabeled_target_logits=tf.stop_gradient(zu),
             metrics={"mask_rate": tf.reduce_mean(mask)},
         )

@@ -38,7 +38,7 @@ class UDA(SSLAlgorithm):
         self.temperature, self.threshold, self.tsa, self.total_steps = temperature, threshold, tsa, total_steps
 
     def losses(self, model, batch, *, training, step):
-        (fx, zx), (_, zw), (fs, zs) = forward_concat(
+        (fx, zx), (fw, zw), (fs, zs) = forward_concat(
             model, [batch["labeled_x"], batch["unlabeled_weak"], batch["unlabeled_strong"]], training)
         num_classes = tf.shape(zx)[-1]
         eta = tsa_threshold(self.tsa, step, self.total_steps, int(zx.shape[-1]))
@@ -57,5 +57,7 @@ class UDA(SSLAlgorithm):
             unlabeled_features=fs,
             unlabeled_targets=targets,
             unlabeled_inputs=batch["unlabeled_strong"],
+            unlabeled_weak_features=fw,
+            unlabeled_target_logits=zw,
             metrics={"mask_rate": tf.reduce_mean(mask), "tsa_kept": tf.reduce_mean(tf.cast(scale > 0, zx.dtype))},
         )

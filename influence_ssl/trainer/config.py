@@ -3,14 +3,16 @@ import dataclasses
 import json
 import math
 
-from influence_ssl.influence import DEFAULT_DAMPING, METHOD_OPTIONS
+from influence_ssl.influence import DEFAULT_DAMPING, METHOD_OPTIONS, NORMALIZATIONS
 from influence_ssl.trainer.schedules import LR_SCHEDULES
+from influence_ssl.weights import PARAMETRIZATIONS
 
 # The one definition of every choice list: the config checks them, the command-line flags offer them.
 WEIGHTING_MODES = ("per_example", "single", "none")
 WEIGHT_OPTIMIZERS = ("madam", "adam", "sgd")
 INFLUENCE_METHODS = tuple(METHOD_OPTIONS)  # exact, identity, neumann, cg
 INFLUENCE_SCOPES = ("head", "last_block")
+INFLUENCE_VIEWS = ("strong", "weak")
 # An exact (dense) Hessian over more parameters than this is refused (P² floats).
 MAX_EXACT_BLOCK_PARAMETERS = 20_000
 THETA_OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov", "adamw")
@@ -40,6 +42,13 @@ class TrainConfig:
     reverse_hypergradient: flip the hypergradient's sign (a control, not the method).
     binary_reparam: two classes only: the influence uses one logit f with logits (f, -f) (App. D), whose
       last-layer Hessian has no logit-shift null space; the network itself is unchanged.
+    Variants of the hypergradient (issue #12; the defaults are the paper's method):
+    hypergradient_normalization: none, batch, class or example (influence.normalization).
+    weight_parametrization: projection (the paper), softplus or sigmoid (λ = f(φ); weights.py).
+    influence_view: strong (the view ℓ_U trains, the paper) or weak (the view the targets come from):
+      whose features enter ∇ℓ_u in the influence (head scope only).
+    influence_target_temperature: 0 (the algorithm's targets) or T > 0: the influence's targets are
+      softmax(z_target / T) times the mask; T = 1 with Pseudo-Label's single view makes ∇ℓ_u ≡ 0.
     unlabeled_rampup: θ steps over which the unsupervised term ramps linearly to full weight.
     optimizer, lr, lr_schedule, lr_warmup, min_lr_ratio: θ's optimizer and schedule (schedules.py);
       adamw is BERT's Adam (optimizers.BertAdam, UDA's text runs).
@@ -71,6 +80,10 @@ class TrainConfig:
     influence_damping: float = DEFAULT_DAMPING
     reverse_hypergradient: bool = False
     binary_reparam: bool = False
+    hypergradient_normalization: str = "none"
+    weight_parametrization: str = "projection"
+    influence_view: str = "strong"
+    influence_target_temperature: float = 0.0
     unlabeled_rampup: int = 0
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -97,6 +110,8 @@ class TrainConfig:
         """Raise ConfigError for a value that cannot run on data of these sizes."""
         choices = [("weighting", WEIGHTING_MODES), ("weight_optimizer", WEIGHT_OPTIMIZERS),
                    ("influence", INFLUENCE_METHODS), ("influence_scope", INFLUENCE_SCOPES),
+                   ("hypergradient_normalization", NORMALIZATIONS), ("weight_parametrization", PARAMETRIZATIONS),
+                   ("influence_view", INFLUENCE_VIEWS),
                    ("optimizer", THETA_OPTIMIZERS),
                    ("lr_schedule", LR_SCHEDULES), ("weight_decay_on", WEIGHT_DECAY_SCOPES),
                    ("ema_scope", EMA_SCOPES)]
@@ -113,9 +128,17 @@ class TrainConfig:
             if field.type is float and not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ConfigError(f"--{field.name} must be a finite number, got {value!r}.")
         for name in ["weight_lr", "weight_init", "weight_warmup", "unlabeled_rampup", "lr_warmup",
-                     "weight_decay", "influence_damping", "clip_norm"]:
+                     "weight_decay", "influence_damping", "clip_norm", "influence_target_temperature"]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}.")
+        if self.weighting == "single" and self.hypergradient_normalization != "none":
+            raise ConfigError("--hypergradient_normalization acts on per-example hypergradients; with "
+                              "--weighting=single their normalised sum (batch, class) is 0 or meaningless.")
+        if self.influence_scope == "last_block" and self.influence_view != "strong":
+            raise ConfigError("--influence_view=weak is implemented for --influence_scope=head only.")
+        if self.weighting != "none" and self.weight_parametrization != "projection" and self.weight_init <= 0:
+            raise ConfigError(f"--weight_parametrization={self.weight_parametrization} needs --weight_init > 0, "
+                              f"got {self.weight_init}.")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}.")
         if not 0 <= self.min_lr_ratio <= 1:

@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from influence_ssl.influence import block_weight_gradients, last_layer_weight_gradients
+from influence_ssl.influence import (block_weight_gradients, head_gradient_norms, last_layer_weight_gradients,
+                                     normalize_hypergradient)
 from influence_ssl.optimizers import BertAdam, MaskedAdam, TF1Momentum
 from influence_ssl.pergrad import per_example_gradients
 from influence_ssl.trainer.config import MAX_EXACT_BLOCK_PARAMETERS, ConfigError
@@ -144,7 +145,10 @@ class Trainer:
         self._check_replicas()
         source.check_disjoint()
         num_weights = source.num_unlabeled_ids if config.weighting == "per_example" else 1
-        self.weights = ExampleWeights(num_weights, config.weight_init, make_weight_optimizer(config))
+        # Without weights λ never moves: the table is a constant, which may be 0 (supervised only).
+        parametrization = config.weight_parametrization if config.weighting != "none" else "projection"
+        self.weights = ExampleWeights(num_weights, config.weight_init, make_weight_optimizer(config),
+                                      parametrization=parametrization)
         self._decayed = decayed_variables(model, config.weight_decay_on)
         with self.strategy.scope():
             self.theta_optimizer = make_theta_optimizer(config)
@@ -317,12 +321,56 @@ class Trainer:
         out = self.algorithm.losses(self.model, batch, training=False, step=self.step)
         ids = self._weight_ids(batch["unlabeled_ids"])
         lam = self.weights.gather(ids)
-        num_labeled = tf.cast(tf.shape(out.labeled)[0], tf.float32)
         num_unlabeled = tf.cast(tf.shape(out.unlabeled)[0], tf.float32)
         scale = self._rampup(self.step) / num_unlabeled  # the training loss's factor on λ_u ℓ_u
+        targets = self._influence_targets(out)
         if self.config.influence_scope == "last_block":
-            grad_lambda = self._block_influence(batch, out, lam) * scale  # ∂²L/∂θ∂λ_u = scale·∇ℓ_u
-            return ids, -grad_lambda if self.config.reverse_hypergradient else grad_lambda
+            grad_lambda, norms = self._block_influence(batch, out, lam, targets)
+            grad_lambda *= scale  # ∂²L/∂θ∂λ_u = scale·∇ℓ_u
+        else:
+            features = self._influence_features(out)
+            grad_lambda = self._head_influence(batch, out, lam, scale, features, targets) * scale  # w_u = scale·λ_u
+            norms = None
+            if self.config.hypergradient_normalization == "example":
+                norms = head_gradient_norms(features, targets, self.model.head.kernel, self.model.head.bias)
+        grad_lambda = normalize_hypergradient(grad_lambda, self.config.hypergradient_normalization, targets, norms)
+        return ids, -grad_lambda if self.config.reverse_hypergradient else grad_lambda
+
+    def _influence_targets(self, out):
+        """The unlabeled targets of ∇ℓ_u in the influence [U, K]: the algorithm's, or with
+        --influence_target_temperature=T, softmax(z_target / T) times the algorithm's mask (its row sums)."""
+        temperature = self.config.influence_target_temperature
+        if temperature == 0:
+            return out.unlabeled_targets
+        if out.unlabeled_target_logits is None:
+            raise ConfigError(f"--influence_target_temperature needs target logits, which {self.algorithm.name} "
+                              "does not return (SSLLosses.unlabeled_target_logits).")
+        mask = tf.reduce_sum(out.unlabeled_targets, axis=-1, keepdims=True)
+        logits = tf.cast(out.unlabeled_target_logits, out.unlabeled_targets.dtype)
+        return tf.nn.softmax(logits / temperature, axis=-1) * mask
+
+    def _influence_features(self, out):
+        """The unlabeled features of ∇ℓ_u in the influence [U, D]: the trained (strong) view's or the weak one's."""
+        if self.config.influence_view == "strong":
+            return out.unlabeled_features
+        if out.unlabeled_weak_features is None:
+            raise ConfigError(f"--influence_view=weak needs weak-view features, which {self.algorithm.name} "
+                              "does not return (SSLLosses.unlabeled_weak_features).")
+        return out.unlabeled_weak_features
+
+    def _head_influence(self, batch, out, lam, scale, features, targets):
+        """dL_val/dw_u over the classifier layer with its exact (or approximate) inverse Hessian -> [U'].
+        H is always the training loss's; `features` and `targets` only make the rows ∇ℓ_u (a variant's)."""
+        num_labeled = tf.cast(tf.shape(out.labeled)[0], tf.float32)
+        labeled_weights = tf.fill(tf.shape(out.labeled), 1.0 / num_labeled)
+        if features is out.unlabeled_features and targets is out.unlabeled_targets:
+            x_fit, t_fit, w_fit = out.labeled_features, out.labeled_targets, labeled_weights
+            unlabeled_weights = scale * lam
+        else:  # the trained rows enter H as weighted "labeled" rows; the variant's rows carry weight 0
+            x_fit = tf.concat([out.labeled_features, out.unlabeled_features], 0)
+            t_fit = tf.concat([out.labeled_targets, out.unlabeled_targets], 0)
+            w_fit = tf.concat([labeled_weights, scale * lam], 0)
+            unlabeled_weights = tf.zeros_like(lam)
         val_features = self.model.features(batch["val_x"], training=False)
         val_targets = tf.one_hot(batch["val_y"], tf.shape(out.labeled_targets)[-1])
         # The influence convention is a weighted sum; the training loss is mean-normalised:
@@ -330,22 +378,16 @@ class Trainer:
         # With the binary reparametrization (App. D) the decay of the 2-logit head, (wd/2)(|W1|²+|W2|²),
         # is wd·|θ'|² on θ' = (W1 - W2)/2 at its optimum W1 = -W2: a decay of 2·wd on θ'.
         l2_factor = 2.0 if self.config.binary_reparam else 1.0
-        grad_w = last_layer_weight_gradients(
-            out.labeled_features, out.labeled_targets,
-            out.unlabeled_features, out.unlabeled_targets, scale * lam,
-            val_features, val_targets,
-            self.model.head.kernel, self.model.head.bias,
-            labeled_weights=tf.fill(tf.shape(out.labeled), 1.0 / num_labeled),
+        return last_layer_weight_gradients(
+            x_fit, t_fit, features, targets, unlabeled_weights, val_features, val_targets,
+            self.model.head.kernel, self.model.head.bias, labeled_weights=w_fit,
             l2=l2_factor * self.config.loss_l2, method=self.config.influence,
             binary_reparam=self.config.binary_reparam, **self._influence_options(l2_factor))
-        grad_lambda = grad_w * scale  # chain rule: w_u = scale·λ_u
-        if self.config.reverse_hypergradient:
-            grad_lambda = -grad_lambda
-        return ids, grad_lambda
 
-    def _block_influence(self, batch, out, lam):
-        """-∇ℓ_uᵀ H⁻¹ ∇L_val over the last block and the head, H the Hessian of this batch's training
-        loss (inference mode, targets constant) by double backward; ∇ℓ_u by per-example gradients."""
+    def _block_influence(self, batch, out, lam, targets):
+        """(-∇ℓ_uᵀ H⁻¹ ∇L_val [U'], ||∇ℓ_u|| [U'] or None) over the last block and the head, H the Hessian of
+        this batch's training loss (inference mode, targets constant) by double backward; ∇ℓ_u by per-example
+        gradients (the norms only for --hypergradient_normalization=example)."""
         params = self._block_parameters()
 
         def train_loss():
@@ -356,13 +398,20 @@ class Trainer:
             logits = self.model(batch["val_x"], training=False)
             return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["val_y"], logits))
 
+        # -Σ t log softmax(z), not tf.nn.softmax_cross_entropy_with_logits: that op's gradient is p - t even
+        # for an all-zero (masked) target row, whose loss and gradient are 0.
         rows = per_example_gradients(
-            self.model, lambda logits, targets: tf.nn.softmax_cross_entropy_with_logits(targets, logits),
-            out.unlabeled_inputs, training=False, variables=params, targets=out.unlabeled_targets)
+            self.model, lambda logits, targets: -tf.reduce_sum(targets * tf.nn.log_softmax(logits), axis=-1),
+            out.unlabeled_inputs, training=False, variables=params, targets=targets)
         options = {} if self.config.influence == "identity" else {"damping": self.config.influence_damping}
         if self.config.influence == "exact":
             options["check_factorization"] = False  # NaNs -> TrainingDiverged, as for the head
-        return block_weight_gradients(train_loss, val_loss, params, rows, method=self.config.influence, **options)
+        norms = None
+        if self.config.hypergradient_normalization == "example":
+            norms = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.reshape(r, [tf.shape(r)[0], -1])), axis=1)
+                                      for r in rows]))
+        return block_weight_gradients(train_loss, val_loss, params, rows, method=self.config.influence,
+                                      **options), norms
 
     def hypergradient(self, outer_step):
         """(ids, dL_val/dλ) as numpy for the Λ batch of outer step `outer_step`, at the current θ;
