@@ -182,6 +182,14 @@ class SyntheticDomain:
         return _record(trainer.run(), time.time() - start)
 
 
+def diverged_record(message):
+    """The record of a run that stopped on a NaN/Inf: no accuracy, and a validation loss no grid chooses."""
+    nan = float("nan")
+    return {"diverged": message, "test_accuracy": nan, "validation_accuracy": nan, "validation_loss": float("inf"),
+            "curve_steps": [], "curve_validation_error": [], "lambda_mean": nan, "lambda_zero_fraction": nan,
+            "lambda_step_abs_mean": nan, "seconds": nan}
+
+
 def make_domain():
     return SyntheticDomain() if FLAGS.dataset in SYNTHETIC_DATASETS else ImageDomain()
 
@@ -207,7 +215,10 @@ class RunCache:
                 saved = json.load(f)
             if json.dumps(saved["key"], sort_keys=True) == text:
                 return saved["record"], True
-        record = self.domain.run(seed, variant)
+        try:
+            record = self.domain.run(seed, variant)
+        except TrainingDiverged as e:  # a result too: kept, so that a restart does not train it again
+            record = diverged_record(str(e))
         with open(path + ".tmp", "w") as f:
             json.dump({"key": key, "record": record}, f)
         os.replace(path + ".tmp", path)  # a run is saved whole or not at all
@@ -307,12 +318,16 @@ def run_seed(methods, seed, cache):
     return out, fresh
 
 
-def summarize(methods, per_seed):
-    """The study's `methods` block: per-seed values, mean ± std, curves, paired differences."""
+def summarize(methods, per_seed, seeds):
+    """The study's `methods` block: per-seed values, mean ± std, curves, paired differences. A run that diverged
+    (NaN/Inf) is never chosen from a grid; a method whose every candidate diverged has NaN for that seed."""
     block = {}
     for m in methods:
         records = [seed_result[m.name][0] for seed_result in per_seed]
         entry = {"label": m.label, **method_summary([r["test_accuracy"] for r in records])}
+        diverged = [seed for seed, r in zip(seeds, records) if "diverged" in r]
+        if diverged:  # every candidate of the method diverged on these seeds: their accuracy is NaN
+            entry["diverged_seeds"] = diverged
         entry["validation_accuracy"] = [r["validation_accuracy"] for r in records]
         entry["validation_accuracy_mean"], entry["validation_accuracy_std"] = mean_std(entry["validation_accuracy"])
         entry["validation_loss"] = [r["validation_loss"] for r in records]
@@ -348,9 +363,10 @@ def format_study(block, seeds):
         paired = e.get("paired_vs_base")
         vs = (f"{100 * paired['mean']:+.2f} ± {100 * paired['std']:.2f} ({paired['wins']}/{paired['losses']})"
               if paired else "")
+        diverged = f" (diverged on seeds {e['diverged_seeds']})" if e.get("diverged_seeds") else ""
         lines.append(f"{name:<{width}} {100 * e['mean']:7.2f} ± {100 * e['std']:5.2f} "
                      f"{100 * e['validation_accuracy_mean']:7.2f} ± {100 * e['validation_accuracy_std']:5.2f} "
-                     f"{vs:>22}   {e['label']}")
+                     f"{vs:>22}   {e['label']}{diverged}")
     lines.append(f"({len(seeds)} seeds; 'vs base': mean ± std of the paired difference, wins/losses)")
     return "\n".join(lines)
 
@@ -374,7 +390,7 @@ def main(argv):
               + f" [{fresh} new runs, {time.time() - start:.0f}s]", flush=True)
     results = {"format": FORMAT, "study": FLAGS.study, "dataset": FLAGS.dataset,
                "algorithm": domain.fingerprint["algorithm"], "seeds": seeds, "metric": "test_accuracy",
-               "methods": summarize(methods, per_seed), "settings": domain.settings,
+               "methods": summarize(methods, per_seed, seeds), "settings": domain.settings,
                "setting": f"CPU {FLAGS.dataset}" if FLAGS.dataset in ("digits",) + SYNTHETIC_DATASETS
                else FLAGS.dataset}
     with open(json_out, "w") as f:

@@ -102,6 +102,44 @@ def test_a_grid_is_chosen_on_validation_loss_and_the_control_mirrors_the_choice(
     assert fresh == 4
 
 
+class DivergingDomain:
+    """Runs whose λ step size 0.1 (or the only candidate of 'wild') stops on a NaN."""
+    settings = {"weight_lr": 0.04}
+    fingerprint = {"fake": 1}
+
+    def __init__(self):
+        self.calls = 0
+
+    def run(self, seed, variant):
+        self.calls += 1
+        lr = dict(variant.settings).get("weight_lr", 0.04)
+        if lr >= 0.1:
+            raise ablate.TrainingDiverged("A loss or hypergradient became NaN/Inf at step 7.")
+        return {"validation_loss": abs(lr - 0.01), "test_accuracy": 0.9, "validation_accuracy": 0.9,
+                "curve_steps": [], "curve_validation_error": [], "lambda_mean": 1.0, "lambda_zero_fraction": 0.0,
+                "lambda_step_abs_mean": 0.01, "seconds": 1.0}
+
+
+def test_a_diverged_run_is_kept_never_chosen_and_reported(tmp_path):
+    """One NaN run must not stop a study: it is cached as diverged, a grid skips it, and a method whose only
+    candidate diverged gets NaN for that seed with the seed named."""
+    domain = DivergingDomain()
+    cache = ablate.RunCache(str(tmp_path), domain)
+    grid = ablate.Method("ours", "ours", [ablate.Variant.of(weight_lr=v) for v in (0.1, 0.04)])
+    wild = ablate.Method("wild", "wild", [ablate.Variant.of(weight_lr=0.3)])
+    base = ablate.Method("base", "base", [ablate.Variant.of("none")])
+    out, _ = ablate.run_seed([base, grid, wild], seed=0, cache=cache)
+    assert dict(out["ours"][1].settings) == {"weight_lr": 0.04}
+    calls = domain.calls
+    again, fresh = ablate.run_seed([base, grid, wild], seed=0, cache=cache)
+    assert fresh == 0 and domain.calls == calls  # the diverged runs were cached too
+    block = ablate.summarize([base, grid, wild], [again], [0])
+    assert block["wild"]["diverged_seeds"] == [0] and block["wild"]["test_accuracy"][0] != block["wild"][
+        "test_accuracy"][0]  # NaN
+    assert "diverged_seeds" not in block["ours"] and block["ours"]["test_accuracy"] == [0.9]
+    assert "diverged on seeds [0]" in ablate.format_study(block, [0])
+
+
 def test_the_sensitivity_grid_is_the_papers_relative_to_the_run_defaults():
     class Domain:
         settings = {"inner_steps": 10, "weight_lr": 0.04}
