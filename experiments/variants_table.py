@@ -43,7 +43,8 @@ def load(path):
 
 # The paper's method: a variant is whatever a run sets away from these.
 PAPER_METHOD = {"hypergradient_normalization": "none", "weight_parametrization": "projection",
-                "influence_view": "strong", "influence_target_temperature": 0.0, "influence_scope": "head"}
+                "influence_view": "strong", "influence_target_temperature": 0.0, "influence_scope": "head",
+                "influence": "exact"}
 
 
 def variant_name(results, path):
@@ -70,6 +71,18 @@ def auroc_cell(results, key):
     return f"{pooled:.3f}"
 
 
+def auroc_diff_cell(results, paper):
+    """Per-seed AUROC(−λ → wrong) minus the paper's method's on the same seed: mean ± std (higher on n of N).
+    Each run's wrong pseudo-labels come from its own final model, so the two sets differ somewhat."""
+    a = results.get("weights", {}).get("auroc_low_weight_vs_wrong_per_seed")
+    b = paper.get("weights", {}).get("auroc_low_weight_vs_wrong_per_seed")
+    if not a or not b or len(a) != len(b) or results["seeds"] != paper["seeds"]:
+        return "—"
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    mean, std = mean_std(d)
+    return f"{mean:+.3f} ± {std:.3f} (higher on {int((d > 0).sum())}/{len(d)})"
+
+
 def diff_cell(a, b):
     d = paired_difference(a, b)
     return f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f} ({d['wins']}/{d['ties']}/{d['losses']})"
@@ -86,7 +99,7 @@ def table(paths):
         raise ConfigError("The files share no seed: nothing can be paired.")
     paper = per_seed(runs[0][1], "ours", seeds)
     header = ["variant", "ours (%)", "− paper's ours", f"− {base}", f"− {tuned}", f"reversed − {base}",
-              "AUROC(−λ → wrong) pooled (per seed)", "AUROC(−λ → OOD)"]
+              "AUROC(−λ → wrong) pooled (per seed)", "AUROC(−λ → OOD)", "AUROC(wrong) − paper's, per seed"]
     rows = []
     for path, r in runs:
         ours = per_seed(r, "ours", seeds)
@@ -97,7 +110,8 @@ def table(paths):
                      diff_cell(ours, per_seed(r, base, seeds)),
                      diff_cell(ours, per_seed(r, tuned, seeds)) if tuned in r["methods"] else "—",
                      diff_cell(per_seed(r, "ours_reversed", seeds), per_seed(r, base, seeds)),
-                     auroc_cell(r, "auroc_low_weight_vs_wrong"), auroc_cell(r, "auroc_low_weight_vs_ood")])
+                     auroc_cell(r, "auroc_low_weight_vs_wrong"), auroc_cell(r, "auroc_low_weight_vs_ood"),
+                     "—" if not rows else auroc_diff_cell(r, runs[0][1])])
     note = (f"{len(seeds)} paired seeds ({', '.join(map(str, seeds))}); differences in accuracy points, "
             "mean ± std over seeds (wins/ties/losses).")
     return header, rows, note

@@ -34,6 +34,10 @@ def test_variants_are_paired_by_seed_against_the_papers_method(tmp_path):
     assert rows[1][3] == "+2.33 ± 1.15 (3/0/0)"
     assert rows[1][6].startswith("0.800")
     assert rows[0][2] == "—" and rows[0][7] == "—"
+    assert rows[1][8] == "—"  # seeds listed differently: per-seed AUROCs are not paired blindly
+    same = synthetic_json(tmp_path / "s.json", [0, 1, 2], [0.8, 0.9, 0.7], [0.8, 0.9, 0.7], [0.8, 0.9, 0.7],
+                          [0.8, 0.9, 0.7], auroc=0.75)
+    assert variants_table.table([paper, same])[1][1][8] == "+0.050 ± 0.000 (higher on 3/3)"
 
 
 def test_unknown_or_mixed_formats_are_refused(tmp_path):
