@@ -15,13 +15,14 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import flags
 
+from experiments import variant_flags
 from influence_ssl import data as data_lib
 from influence_ssl import models
 from influence_ssl.ssl import UDA, FixMatch, PseudoLabel
 from influence_ssl.ssl.tsa import TSA_SCHEDULES
 from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
-from influence_ssl.trainer.config import (INFLUENCE_METHODS, INFLUENCE_SCOPES, INFLUENCE_VIEWS, NORMALIZATIONS,
-                                         PARAMETRIZATIONS, WEIGHT_OPTIMIZERS, WEIGHTING_MODES)
+from influence_ssl.trainer.config import (HYPERGRADIENT_VARIANTS, INFLUENCE_METHODS, INFLUENCE_SCOPES,
+                                         WEIGHT_OPTIMIZERS, WEIGHTING_MODES)
 from influence_ssl.trainer.image_source import AugmentedImageSource
 from third_party import augment
 
@@ -60,16 +61,7 @@ flags.DEFINE_enum("influence_scope", "head", INFLUENCE_SCOPES,
                   "head (the paper's method) or last_block (the last residual unit + final BN + head, by HVPs: "
                   "the Sec. 4.3 baselines; use with --influence=neumann|cg).")
 flags.DEFINE_bool("binary_reparam", False, "Two classes only: influence on one logit f with logits (f, -f) (App. D).")
-flags.DEFINE_enum("hypergradient_normalization", "none", NORMALIZATIONS,
-                  "Variant (issue #12; none = the paper): batch or class standardises the hypergradient over the "
-                  "batch or within each pseudo-label class; example divides it by the example's gradient norm.")
-flags.DEFINE_enum("weight_parametrization", "projection", PARAMETRIZATIONS,
-                  "Variant (issue #12; projection = the paper): λ = softplus(φ) or 2·λ0·sigmoid(φ), φ stepped.")
-flags.DEFINE_enum("influence_view", "strong", INFLUENCE_VIEWS,
-                  "Variant (issue #12; strong = the paper): whose features make ∇ℓ_u in the influence.")
-flags.DEFINE_float("influence_target_temperature", 0.0,
-                   "Variant (issue #12; 0 = the algorithm's targets): the influence's targets are "
-                   "softmax(z_weak / T) times the mask.")
+variant_flags.define()
 flags.DEFINE_integer("validation_batch", None, "Validation batch V' of a Λ step (paper: 320).")
 flags.DEFINE_integer("eval_every", None, "Evaluate every this many steps (FixMatch: 1024 = 64 kimg).")
 flags.DEFINE_integer("log_every", None, "Progress line every this many steps.")
@@ -90,17 +82,13 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "multi_worker"],
 # Flags that change a run's result but are not part of `resolved()` settings (those are the numbers).
 RUN_FLAGS = ("uda_preset", "augment", "with_extra", "weight_optimizer", "influence", "influence_scope",
              "binary_reparam", "mixed_precision", "jit_compile", "ood_classes", "ood_fraction", "ood_noise")
-# The hypergradient variants of issue #12 (TrainConfig fields of the same names).
-VARIANT_FLAGS = ("hypergradient_normalization", "weight_parametrization", "influence_view",
-                 "influence_target_temperature")
+VARIANT_FLAGS = HYPERGRADIENT_VARIANTS  # the hypergradient variants of issue #12 (experiments.variant_flags)
 
 
 def run_flag_values(names=RUN_FLAGS):
     """{flag: value} of `names`, plus every VARIANT_FLAGS flag set away from its default: a run of the paper's
     method keeps the fingerprint (compare's seed files, ablate's run cache) it had before the variants."""
-    values = {name: FLAGS[name].value for name in names}
-    values.update({name: FLAGS[name].value for name in VARIANT_FLAGS if FLAGS[name].value != FLAGS[name].default})
-    return values
+    return {**{name: FLAGS[name].value for name in names}, **variant_flags.set_away_from_paper()}
 
 
 @dataclasses.dataclass

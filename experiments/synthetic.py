@@ -21,14 +21,13 @@ import time
 import numpy as np
 from absl import flags
 
-from experiments import diagnostics, quiet_absl_info, synthetic_recipe
+from experiments import diagnostics, quiet_absl_info, synthetic_recipe, variant_flags
 from experiments.checks import run_main, writable_dir
 from influence_ssl.data import SYNTHETIC_DATASETS
 from influence_ssl.metrics import weight_diagnostics
 from influence_ssl.report import format_table, method_summary
 from influence_ssl.trainer import ConfigError
-from influence_ssl.trainer.config import (INFLUENCE_METHODS, INFLUENCE_SCOPES, NORMALIZATIONS, PARAMETRIZATIONS,
-                                         WEIGHT_OPTIMIZERS)
+from influence_ssl.trainer.config import INFLUENCE_METHODS, INFLUENCE_SCOPES, WEIGHT_OPTIMIZERS
 
 FORMAT = "influence_ssl.synthetic/1"  # read by experiments.report
 FLAGS = flags.FLAGS
@@ -65,15 +64,8 @@ flags.DEFINE_float("influence_damping", D["influence_damping"],
                    "Damping of the last-layer Hessian, relative to mean(diag H).")
 flags.DEFINE_bool("binary_reparam", D["binary_reparam"], "Influence on one logit f with logits (f, -f) (App. D; "
                   "the paper uses it for IMDb, not for Sec. 4.1).")
-V = synthetic_recipe.VARIANT_DEFAULTS
-flags.DEFINE_enum("hypergradient_normalization", V["hypergradient_normalization"], NORMALIZATIONS,
-                  "Variant (issue #12; none = the paper): batch or class standardises the hypergradient over the "
-                  "batch or within each pseudo-label class; example divides it by the example's gradient norm.")
-flags.DEFINE_enum("weight_parametrization", V["weight_parametrization"], PARAMETRIZATIONS,
-                  "Variant (issue #12; projection = the paper): λ = softplus(φ) or 2·λ0·sigmoid(φ), φ stepped.")
-flags.DEFINE_float("influence_target_temperature", V["influence_target_temperature"],
-                   "Variant (issue #12; 0 = hard pseudo-labels): the influence's targets are softmax(z / T); "
-                   "T = 1 makes Pseudo-Label's ∇ℓ_u vanish (targets = predictions).")
+# Pseudo-Label has one view, so --influence_view has nothing to choose here.
+variant_flags.define(("hypergradient_normalization", "weight_parametrization", "influence_target_temperature"))
 flags.DEFINE_list("tuned_grid", ["0.1", "0.3", "1", "3"], "λ grid of pseudo_label_tuned.")
 flags.DEFINE_list("plot_iterations", ["1", "10", "30"], "Λ iterations drawn in Fig. 1/2 (plus final).")
 
@@ -82,10 +74,7 @@ METHODS = ("supervised", "pseudo_label", "pseudo_label_tuned", "ours", "ours_rev
 
 def settings():
     """The recipe's settings from the flags (a variant only when set away from the paper's method)."""
-    values = {name: FLAGS[name].value for name in synthetic_recipe.DEFAULTS}
-    values.update({name: FLAGS[name].value for name, default in synthetic_recipe.VARIANT_DEFAULTS.items()
-                   if FLAGS[name].value != default})
-    return values
+    return {**{name: FLAGS[name].value for name in synthetic_recipe.DEFAULTS}, **variant_flags.set_away_from_paper()}
 
 
 def base_config(seed, **overrides):
@@ -217,7 +206,8 @@ def main(argv):
         "weights": weight_diagnostics(np.concatenate(lambdas), np.concatenate(wrong),
                                       groups=np.concatenate(seed_of_row)),
         "tuned_lambda_per_seed": tuned,
-        "flags": {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])},
+        "flags": {**{f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])},
+                  **{name: FLAGS[name].value for name in variant_flags.PAPER_METHOD if name in FLAGS}},
     }
     os.makedirs(os.path.dirname(os.path.abspath(json_out)), exist_ok=True)
     with open(json_out, "w") as f:

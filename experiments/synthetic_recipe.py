@@ -12,6 +12,7 @@ from influence_ssl.influence import DEFAULT_DAMPING
 from influence_ssl.models import two_layer_mlp
 from influence_ssl.ssl import PseudoLabel
 from influence_ssl.trainer import InMemorySource, TrainConfig, Trainer
+from influence_ssl.trainer.config import HYPERGRADIENT_VARIANTS
 
 DEFAULTS = dict(
     num_labeled=10, num_validation=30, num_unlabeled=1000, num_test=10000,
@@ -22,11 +23,6 @@ DEFAULTS = dict(
     weight_optimizer="madam", influence="exact", influence_scope="head",
     influence_damping=DEFAULT_DAMPING, binary_reparam=False,
 )
-
-# The hypergradient variants of issue #12, at the paper's method; a settings dict may set them. Kept out of
-# DEFAULTS so that the paper's method keeps the settings (and the ablation cache keys) it had before them.
-VARIANT_DEFAULTS = dict(hypergradient_normalization="none", weight_parametrization="projection",
-                        influence_target_temperature=0.0)
 
 
 def load_data(dataset, settings, seed):
@@ -48,7 +44,10 @@ def train_config(settings, seed, **overrides):
         lr=s["lr"], weight_decay=s["weight_decay"], seed=seed,
         # An evaluation (validation and test accuracy into results["history"]) every eval_every steps.
         log_every=s.get("eval_every", s["steps"]), eval_every=s.get("eval_every", s["steps"]),
-        checkpoint_every=s["steps"], **{name: s.get(name, value) for name, value in VARIANT_DEFAULTS.items()})
+        checkpoint_every=s["steps"],
+        # A hypergradient variant (issue #12) only where settings name it: not in DEFAULTS, so that the paper's
+        # method keeps the settings (and the ablation cache keys) it had before them.
+        **{name: s[name] for name in HYPERGRADIENT_VARIANTS if name in s})
     return dataclasses.replace(config, **overrides)
 
 

@@ -19,7 +19,8 @@ from absl import flags
 from experiments.checks import run_main
 from influence_ssl.metrics import mean_std
 from influence_ssl.report import paired_difference
-from influence_ssl.trainer import ConfigError
+from influence_ssl.trainer import ConfigError, TrainConfig
+from influence_ssl.trainer.config import HYPERGRADIENT_VARIANTS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("markdown", None, "Also write the table as Markdown here.")
@@ -42,9 +43,7 @@ def load(path):
 
 
 # The paper's method: a variant is whatever a run sets away from these.
-PAPER_METHOD = {"hypergradient_normalization": "none", "weight_parametrization": "projection",
-                "influence_view": "strong", "influence_target_temperature": 0.0, "influence_scope": "head",
-                "influence": "exact"}
+PAPER_METHOD = TrainConfig.defaults(HYPERGRADIENT_VARIANTS + ("influence_scope", "influence"))
 
 
 def variant_name(results, path):

@@ -13,6 +13,9 @@ WEIGHT_OPTIMIZERS = ("madam", "adam", "sgd")
 INFLUENCE_METHODS = tuple(METHOD_OPTIONS)  # exact, identity, neumann, cg
 INFLUENCE_SCOPES = ("head", "last_block")
 INFLUENCE_VIEWS = ("strong", "weak")
+# The hypergradient variants of issue #12; their TrainConfig defaults are the paper's method.
+HYPERGRADIENT_VARIANTS = ("hypergradient_normalization", "weight_parametrization", "influence_view",
+                          "influence_target_temperature")
 # An exact (dense) Hessian over more parameters than this is refused (P² floats).
 MAX_EXACT_BLOCK_PARAMETERS = 20_000
 THETA_OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov", "adamw")
@@ -159,6 +162,11 @@ class TrainConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    @classmethod
+    def defaults(cls, names):
+        """{name: default} of the named fields."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.name in names}
 
     def check_resumable_from(self, saved):
         """Raise ConfigError if a checkpoint written under `saved` (a dict) cannot resume here."""

@@ -1,0 +1,38 @@
+"""The flags of the hypergradient variants (issue #12; TrainConfig fields of the same names, whose defaults
+are the paper's method), defined by each entry point that offers them (experiments.image_ssl, experiments.synthetic:
+never in one process, as their other flags clash)."""
+from absl import flags
+
+from influence_ssl.trainer import TrainConfig
+from influence_ssl.trainer.config import HYPERGRADIENT_VARIANTS, INFLUENCE_VIEWS, NORMALIZATIONS, PARAMETRIZATIONS
+
+FLAGS = flags.FLAGS
+PAPER_METHOD = TrainConfig.defaults(HYPERGRADIENT_VARIANTS)
+
+_HELP = {
+    "hypergradient_normalization": "Variant (issue #12; none = the paper): batch or class standardises the "
+    "hypergradient over the batch or within each pseudo-label class; example divides it by the example's "
+    "gradient norm.",
+    "weight_parametrization": "Variant (issue #12; projection = the paper): λ = softplus(φ) or 2·λ0·sigmoid(φ), "
+    "φ stepped.",
+    "influence_view": "Variant (issue #12; strong = the paper): whose features make ∇ℓ_u in the influence.",
+    "influence_target_temperature": "Variant (issue #12; 0 = the algorithm's targets): the influence's targets "
+    "are softmax(z_target / T) times the mask (with Pseudo-Label's single view, T = 1 makes ∇ℓ_u vanish).",
+}
+_CHOICES = {"hypergradient_normalization": NORMALIZATIONS, "weight_parametrization": PARAMETRIZATIONS,
+            "influence_view": INFLUENCE_VIEWS}
+
+
+def define(names=HYPERGRADIENT_VARIANTS):
+    """Define the named variant flags, each with the paper's method as its default."""
+    for name in names:
+        if name in _CHOICES:
+            flags.DEFINE_enum(name, PAPER_METHOD[name], _CHOICES[name], _HELP[name])
+        else:
+            flags.DEFINE_float(name, PAPER_METHOD[name], _HELP[name])
+
+
+def set_away_from_paper():
+    """{name: value} of the defined variant flags whose value is not the paper's method."""
+    return {name: FLAGS[name].value for name in HYPERGRADIENT_VARIANTS
+            if name in FLAGS and FLAGS[name].value != PAPER_METHOD[name]}
