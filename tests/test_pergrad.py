@@ -358,6 +358,26 @@ def test_layers_restored_after_error():
     check_methods(model, squared_loss, normal((2, 6, 6, 2)), F64, methods=("fast",))
 
 
+def test_median_seconds_interleaves_and_keeps_the_median(monkeypatch):
+    """On a fake clock: one untimed warm-up each, rounds in alternating order, the median of each."""
+    from influence_ssl.pergrad import timing
+
+    clock, order = [0.0], []
+    durations = {"a": [100.0, 5.0, 1.0, 3.0], "b": [100.0, 2.0, 2.0, 9.0]}
+
+    def candidate(name):
+        def call():
+            order.append(name)
+            clock[0] += durations[name][sum(n == name for n in order) - 1]
+            return tf.zeros(())
+        return call
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    seconds = timing.median_seconds({"a": candidate("a"), "b": candidate("b")}, (), rounds=3)
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert seconds == {"a": 3.0, "b": 2.0}
+
+
 def test_auto_conv_impl_measures_once_and_keeps_the_fastest(monkeypatch):
     """With two implementations slowed by 30 ms, "auto" must pick the third, and measure a shape once."""
     import time as time_module
@@ -454,7 +474,7 @@ def test_fast_times_the_real_computation_of_both_candidates(monkeypatch):
         seen["args"] = [a.numpy() for a in args if a is not None]
         return {"layerwise": 1.0, "vmap": 1.0}
 
-    monkeypatch.setattr(api, "_median_seconds", spy)
+    monkeypatch.setattr(api, "median_seconds", spy)
     model = conv_model((3, 3), 1, "same", True, (5, 5))
     xs = normal((3, 5, 5, 2), "float32")
     tf.function(lambda x: per_example_gradients(model, squared_loss, x))(xs)

@@ -8,7 +8,6 @@ shapes, training), outside any graph being traced, as cuDNN's autotuner does; bo
 to rounding.
 """
 import threading
-import time
 import weakref
 
 import tensorflow as tf
@@ -20,9 +19,9 @@ from influence_ssl.pergrad.baselines import (
 )
 from influence_ssl.pergrad.conv import CONV_IMPLS
 from influence_ssl.pergrad.fast import fast_per_example_gradients, plan_layers, walk_layers
+from influence_ssl.pergrad.timing import median_seconds
 
 METHODS = ("fast", "layerwise", "loop", "vmap")
-_AUTOTUNE_ROUNDS = 3
 # vmap replaces the paper's method only when it is clearly faster: on 2 CPU cores the two differ by up to
 # ±20% from one process to the next, either way (BUILD_NOTES), and a pick inside that noise is a coin toss.
 _VMAP_MARGIN = 0.9
@@ -35,21 +34,6 @@ def _stand_in(spec):
     if spec.dtype.is_floating:
         return tf.random.stateless_normal(spec.shape, seed=[0, 3], dtype=spec.dtype)
     return tf.zeros(spec.shape, spec.dtype)
-
-
-def _median_seconds(fns, args):
-    """{name: median seconds} of the compiled fns, called in interleaved rounds after one warm-up call each
-    (which traces it): interleaving spreads the machine's drift and the allocator's first growth over all."""
-    times = {name: [] for name in fns}
-    for name, fn in fns.items():
-        fn(*args).numpy()
-    for round_ in range(_AUTOTUNE_ROUNDS):
-        order = list(fns) if round_ % 2 == 0 else list(reversed(list(fns)))
-        for name in order:
-            start = time.perf_counter()
-            fns[name](*args).numpy()
-            times[name].append(time.perf_counter() - start)
-    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
 def _in_fresh_thread(fn):
@@ -96,7 +80,7 @@ def fastest_method(model, loss_fn, inputs, targets, variables, training, conv_im
                     model, loss_fn, a, b, variables, training, *extra)[0]]), autograph=False)
 
             check_no_training_batch_norm(model, training, walk_layers(model))
-            return _median_seconds({"layerwise": timed(fast_per_example_gradients, conv_impl),
+            return median_seconds({"layerwise": timed(fast_per_example_gradients, conv_impl),
                                     "vmap": timed(vmap_per_example_gradients)}, (x, t))
 
         try:

@@ -13,12 +13,11 @@ tf.vectorized_map of Conv2DBackpropFilter, which pfor still lowers to a while_lo
 fastest, as cuDNN's autotuner does: which one wins depends on the batch size, the layer and the device
 (measured in BUILD_NOTES). All three are exact; they differ in float rounding only.
 """
-import time
-
 import tensorflow as tf
 
+from influence_ssl.pergrad.timing import median_seconds
+
 CONV_IMPLS = ("auto", "shifted", "patches", "vmap")
-_TUNING_REPEATS = 3
 _tuned = {}  # (device kind, x shape, g shape, kernel, strides, padding) -> implementation name
 
 
@@ -102,23 +101,16 @@ def _device_kind():
 
 def fastest_impl(x, g, kernel_size, strides, padding):
     """The fastest exact implementation for the static shapes and dtype of x and g on this kind of
-    device: the best of a few timed calls of each after a warm-up, measured once and cached."""
+    device: the lowest median of interleaved timed calls (timing.median_seconds), measured once and cached."""
     x_shape, g_shape = tuple(x.shape.as_list()), tuple(g.shape.as_list())
     key = (_device_kind(), x.dtype.name, x_shape, g_shape, tuple(kernel_size), tuple(strides), padding)
     if key not in _tuned:
-        with tf.init_scope():  # eager, outside any function being traced
+        with tf.init_scope():  # eager, outside any function being traced (no gradient tape is involved)
             x = tf.random.stateless_normal(x_shape, seed=[0, 1], dtype=x.dtype)
             g = tf.random.stateless_normal(g_shape, seed=[0, 2], dtype=g.dtype)
-            seconds = {}
-            for name, fn in _IMPLS.items():
-                compiled = tf.function(lambda a, b, fn=fn: fn(a, b, tuple(kernel_size), tuple(strides), padding))
-                compiled(x, g).numpy()  # trace and warm up
-                runs = []
-                for _ in range(_TUNING_REPEATS):
-                    start = time.perf_counter()
-                    compiled(x, g).numpy()
-                    runs.append(time.perf_counter() - start)
-                seconds[name] = min(runs)
+            compiled = {name: tf.function(lambda a, b, fn=fn: fn(a, b, tuple(kernel_size), tuple(strides), padding))
+                        for name, fn in _IMPLS.items()}
+            seconds = median_seconds(compiled, (x, g))
         _tuned[key] = min(seconds, key=seconds.get)
     return _tuned[key]
 
