@@ -198,7 +198,9 @@ def ablation_rows(found, d, study, paper_value, use_validation=False):
             note = ""
             if "paired_vs_base" in e:
                 p = e["paired_vs_base"]
-                note = f"vs base {100 * p['mean']:+.2f} ± {100 * p['std']:.2f} pts (wins {p['wins']}/{len(a['seeds'])})"
+                # Always the test accuracy's paired difference, also where the measured column is validation error.
+                note = (f"test acc. vs base {100 * p['mean']:+.2f} ± {100 * p['std']:.2f} pts "
+                        f"(wins {p['wins']}/{len(a['seeds'])})")
             rows.append([name, f"{a['setting']} ({a['algorithm']})", paper_cell(paper_value(name, e)), cell,
                          len(a["seeds"]), note or short(path, d)])
     return rows
