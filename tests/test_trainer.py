@@ -128,6 +128,15 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert resumed_results["history"] == whole_results["history"]
 
 
+def test_evaluations_follow_eval_every_even_between_log_steps():
+    """eval_every = 30 with log_every = 40: evaluations at 30, 60, 90, 120 (they once ran only at steps that were
+    also log steps, here 120 alone; digits' 100/250 evaluated at 500 and 1000 only)."""
+    results = moons_trainer(small_config(steps=120, log_every=40, eval_every=30, weighting="none")).run()
+    assert [h["step"] for h in results["history"]] == [30, 60, 90, 120]
+    results = moons_trainer(small_config(steps=120, log_every=30, eval_every=40, weighting="none")).run()
+    assert [h["step"] for h in results["history"]] == [40, 80, 120]
+
+
 def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     moons_trainer(small_config(steps=40), train_dir=str(tmp_path)).run()
     with pytest.raises(ConfigError, match="weight_lr"):

@@ -466,15 +466,18 @@ class Trainer:
                 metrics.update(self._outer_step(self._batch(self.source.outer_batch, step // c.inner_steps)))
                 for callback in self.callbacks:
                     callback(self, self.num_outer_steps(step))
-            if step % c.log_every == 0 or step == c.steps:
+            # Evaluations follow eval_every alone (not only the steps that are also log steps).
+            log_now, evaluate_now = (step % every == 0 or step == c.steps for every in (c.log_every, c.eval_every))
+            if log_now or evaluate_now:
                 self._check_finite()
                 scalars = {k: float(v) for k, v in metrics.items()}
                 scalars.update(self.weight_stats())
-                if step % c.eval_every == 0 or step == c.steps:
+                if evaluate_now:
                     accuracy = self.evaluate()
                     self._record_evaluation({"step": step, **accuracy})
                     scalars.update({f"{k}_error": 1.0 - v for k, v in accuracy.items()})
-                progress.log(step, scalars)
+                if log_now:
+                    progress.log(step, scalars)
                 self._summarize(step, scalars)
             if self.train_dir and (step % c.checkpoint_every == 0 or step == c.steps):
                 self._check_finite()
