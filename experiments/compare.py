@@ -134,8 +134,10 @@ def run_seed(settings, seed, baselines=None):
     _, reversed_results = train(candidate, data, seed, "per_example", reverse=True)
     accuracy["ours_reversed"], chosen_lr["ours_reversed"] = reversed_results[FLAGS.metric], candidate["weight_lr"]
     probs = softmax(trainer.logits(np.asarray(trainer.source.scale(data.unlabeled_x))))
-    known = data.unlabeled_true_y >= 0  # IMDb's unsup reviews have no label (-1): left out of the diagnostics
     ood = np.zeros(len(data.unlabeled_ids), bool) if data.unlabeled_ood is None else data.unlabeled_ood
+    # IMDb's unsup reviews have no label (-1): left out of the diagnostics. OOD rows have -1 too but stay in:
+    # they are what AUROC(-λ → OOD) is about, and they count as wrong pseudo-labels.
+    known = (data.unlabeled_true_y >= 0) | ood
     diagnostics = {"lambda": trainer.weights.to_numpy()[data.unlabeled_ids][known],
                    "counts": trainer.weights.counts_numpy()[data.unlabeled_ids][known],
                    "wrong": (probs.argmax(1) != data.unlabeled_true_y)[known],
@@ -188,6 +190,11 @@ def run_or_load_seed(settings, seed, seed_dir, fingerprint):
             if FLAGS.tuned_lambda_grid:
                 chosen_lr[TUNED] = float(f["tuned_lambda"])
             diagnostics = {key: f[key] for key in ("lambda", "counts", "wrong", "ood")}
+            if recipe() is image_ssl and image_ssl.ood_requested() and FLAGS.ood_fraction > 0 and \
+                    not diagnostics["ood"].any():
+                raise ConfigError(f"{path} has no OOD rows in its diagnostics: it was saved by a version that left "
+                                  "them out (fixed 2026-11-29). Its accuracies are valid but AUROC(-λ → OOD) cannot "
+                                  "be computed from it; move it away to run the seed again.")
             diagnostics["lambda_step_abs_mean"] = float(f["lambda_step_abs_mean"])
         return accuracy, chosen_lr, diagnostics, True
     accuracy, chosen_lr, diagnostics = run_seed(settings, seed, saved_baselines(settings, seed))

@@ -278,10 +278,15 @@ def synthetic(found, d):
 
 def robustness(found, d):
     rows = []
-    for path, c in sorted(found["compare"], key=lambda pc: pc[1].get("ood_fraction", -1)):
-        if "ood_fraction" not in c:
-            continue
-        setting = f"{c['dataset']}, {100 * c['ood_fraction']:.0f}% OOD unlabeled"
+    def what(c):  # the kind of OOD images, from the run's flags
+        flags = c.get("flags", {})
+        if flags.get("ood_noise"):
+            return "noise images"
+        return f"classes {','.join(map(str, flags['ood_classes']))} held out" if flags.get("ood_classes") else ""
+
+    ood_runs = [(path, c) for path, c in found["compare"] if "ood_fraction" in c]
+    for path, c in sorted(ood_runs, key=lambda pc: (what(pc[1]) == "noise images", pc[1]["ood_fraction"])):
+        setting = f"{c['dataset']}, {100 * c['ood_fraction']:.0f}% OOD unlabeled ({what(c)})".replace(" ()", "")
         base = c["methods"]["base"]
         for name, m in c["methods"].items():
             rows.append([name, setting, error(m["mean"], m["std"]), len(c["seeds"]),

@@ -71,6 +71,26 @@ def test_view_inputs_writes_the_grid_of_what_the_model_sees(tmp_path):
     assert out.stat().st_size > 10_000
 
 
+def test_compare_with_ood_unlabeled_keeps_the_ood_rows_in_the_diagnostics(tmp_path):
+    """OOD images have true label -1, as IMDb's unlabeled reviews do; they once fell out of the diagnostics with
+    those, so ood_fraction read 0 and AUROC(-λ → OOD) was missing. A seed file saved that way is refused."""
+    tiny = ["--steps=20", "--weight_warmup=10", "--inner_steps=10", "--log_every=20", "--eval_every=20",
+            "--checkpoint_every=20", "--seeds=1", "--ood_classes=6,7,8,9", "--ood_fraction=0.5",
+            f"--json_out={tmp_path / 'r.json'}"]
+    first = run("experiments.compare", tiny)
+    assert first.returncode == 0, first.stderr[-2000:]
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["ood_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert "auroc_low_weight_vs_ood" in results and len(results["auroc_low_weight_vs_ood_per_seed"]) == 1
+    seed_file = tmp_path / "r_seeds" / "seed_0.npz"
+    with np.load(seed_file) as f:
+        saved = dict(f)
+    assert saved["ood"].mean() == pytest.approx(0.5, abs=0.01) and saved["wrong"][saved["ood"]].all()
+    np.savez(seed_file, **{**saved, "ood": np.zeros_like(saved["ood"])})
+    stale = run("experiments.compare", tiny)
+    assert stale.returncode == 2 and "no OOD rows" in stale.stderr
+
+
 def test_compare_saves_each_seed_and_a_restart_loads_it(tmp_path):
     """A long sweep spans sessions: a finished seed is saved whole and not re-run; other settings are refused."""
     tiny = ["--steps=30", "--weight_warmup=10", "--inner_steps=10", "--log_every=30", "--eval_every=30",
