@@ -257,12 +257,12 @@ def test_report_places_an_ood_comparison_at_fraction_zero_in_the_robustness_tabl
     assert "digits, 0% OOD unlabeled" in robustness and "AUROC" not in robustness
     assert "CPU digits" not in r.stdout.split("Table 2")[0]  # not in Table 1
     # Held-out classes and noise images at the same fraction are two settings, each named by its kind.
-    for name, flags in [("ood_0.5", {"ood_classes": [6, 7, 8, 9], "ood_noise": False}),
+    for name, run_flags in [("ood_0.5", {"ood_classes": [6, 7, 8, 9], "ood_noise": False}),
                         ("ood_noise_0.5", {"ood_classes": [], "ood_noise": True})]:
         (tmp_path / f"{name}.json").write_text(json.dumps({
             "format": "influence_ssl.compare/1", "dataset": "digits", "algorithm": "fixmatch", "seeds": [0, 1],
             "metric": "test_accuracy", "methods": methods, "settings": {"num_labeled": 50}, "ood_fraction": 0.5,
-            "flags": flags}))
+            "flags": run_flags}))
     robustness = run("experiments.report", [str(tmp_path)], timeout=120).stdout.split("Beyond the paper")[1]
     classes, noise = "digits, 50% OOD unlabeled (classes 6,7,8,9 held out)", "digits, 50% OOD unlabeled (noise images)"
     assert classes in robustness and noise in robustness
