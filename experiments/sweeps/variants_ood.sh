@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The hypergradient variants of issue #12 part 3 on digits with half the unlabeled set out of distribution
+# (FixMatch, classes 6-9 held out, F = 0.5): 10 paired seeds of ours and its reversed control per variant. Base
+# and the single λ tuned on validation, which no variant changes, are read from the OOD sweep's seed files
+# (results/ood/ood_0.5_seeds, made by experiments/sweeps/ood_digits.sh), so each seed is 2 runs, not 6.
+# Each finished seed is saved under results/variants/ (tracked); a restart skips saved seeds.
+# Run from the repository root of a worktree frozen at one commit:  bash experiments/sweeps/variants_ood.sh
+# The table:  python -m experiments.variants_table results/ood/ood_0.5.json results/variants/ood_0.5_*.json
+set -u
+PY=${PY:-.venv/bin/python}
+SEEDS=${SEEDS:-10}
+OUT=results/variants
+BASE=results/ood/ood_0.5_seeds
+mkdir -p "$OUT" out/logs
+export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2
+
+variant() {  # variant NAME FLAGS...: ours and reversed with the variant's flags, every seed
+  local name=ood_0.5_$1; shift
+  "$PY" -m experiments.compare --algorithm=fixmatch --dataset=digits --seeds="$SEEDS" \
+    --ood_classes=6,7,8,9 --ood_fraction=0.5 --tuned_lambda_grid=0.1,0.3,1,3 --baselines_from="$BASE" \
+    --json_out="$OUT/$name.json" --seed_dir="$OUT/${name}_seeds" "$@" > "out/logs/$name.log" 2>&1
+  echo "$(date +%T) $name rc=$?"
+}
+
+lane_a() {
+  variant batch --hypergradient_normalization=batch
+  variant example --hypergradient_normalization=example
+  variant softplus --weight_parametrization=softplus
+  variant temperature_2 --influence_target_temperature=2
+  variant cg_last_block --influence=cg --influence_scope=last_block
+}
+lane_b() {
+  variant class --hypergradient_normalization=class
+  variant weak_view --influence_view=weak
+  variant sigmoid --weight_parametrization=sigmoid
+  variant temperature_0.5 --influence_target_temperature=0.5
+}
+lane_a & lane_b & wait
