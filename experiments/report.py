@@ -82,9 +82,10 @@ def paper_cell(value):
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
-def paired_note(ours, base):
+def paired_note(ours, base, against="base"):
     d = paired_difference(ours, base)
-    return f"vs base {100 * d['mean']:+.2f} ± {100 * d['std']:.2f} pts (wins {d['wins']}/{len(ours)})"
+    return (f"vs {against} {100 * d['mean']:+.2f} ± {100 * d['std']:.2f} pts "
+            f"(wins/ties/losses {d['wins']}/{d['ties']}/{d['losses']})")
 
 
 def short(path, results_dir):
@@ -291,6 +292,12 @@ def robustness(found, d):
         for name, m in c["methods"].items():
             rows.append([name, setting, error(m["mean"], m["std"]), len(c["seeds"]),
                          "" if name == "base" else paired_note(m["test_accuracy"], base["test_accuracy"])])
+        tuned = c["methods"].get("tuned_single_lambda")
+        if tuned and "ours" in c["methods"]:  # the question: do per-example weights beat one tuned λ?
+            chosen = ", ".join(f"{v:g}" for v in tuned.get("lambda_per_seed", []))
+            rows.append(["ours − tuned λ", setting, "", len(c["seeds"]),
+                         paired_note(c["methods"]["ours"]["test_accuracy"], tuned["test_accuracy"], "tuned λ")
+                         + (f"; λ chosen per seed {chosen}" if chosen else "")])
         if "auroc_low_weight_vs_ood" in c:
             rows.append(["AUROC(−λ → OOD)", setting, f"{c['auroc_low_weight_vs_ood']:.3f}", len(c["seeds"]),
                          "per seed " + ", ".join(f"{a:.2f}" for a in c["auroc_low_weight_vs_ood_per_seed"])])

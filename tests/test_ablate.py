@@ -264,6 +264,23 @@ def test_report_places_an_ood_comparison_at_fraction_zero_in_the_robustness_tabl
             "metric": "test_accuracy", "methods": methods, "settings": {"num_labeled": 50}, "ood_fraction": 0.5,
             "flags": run_flags}))
     robustness = run("experiments.report", [str(tmp_path)], timeout=120).stdout.split("Beyond the paper")[1]
+    assert "vs base +0.00 ± 0.00 pts (wins/ties/losses 0/2/0)" in robustness  # ours and base are equal here
     classes, noise = "digits, 50% OOD unlabeled (classes 6,7,8,9 held out)", "digits, 50% OOD unlabeled (noise images)"
     assert classes in robustness and noise in robustness
     assert robustness.index("digits, 0% OOD") < robustness.index(classes) < robustness.index(noise)
+
+
+def test_report_pairs_ours_against_the_tuned_single_lambda_in_the_robustness_table(tmp_path):
+    """The OOD table answers the issue's question directly: ours − the single λ tuned on validation, paired."""
+    methods = {"base": {"test_accuracy": [0.8, 0.7], "mean": 0.75, "std": 0.0707},
+               "ours": {"test_accuracy": [0.9, 0.8], "mean": 0.85, "std": 0.0707},
+               "tuned_single_lambda": {"test_accuracy": [0.85, 0.75], "mean": 0.8, "std": 0.0707,
+                                       "lambda_per_seed": [3.0, 0.3]}}
+    (tmp_path / "ood_0.5.json").write_text(json.dumps({
+        "format": "influence_ssl.compare/1", "dataset": "digits", "algorithm": "fixmatch", "seeds": [0, 1],
+        "metric": "test_accuracy", "methods": methods, "settings": {"num_labeled": 50}, "ood_fraction": 0.5,
+        "flags": {"ood_classes": [6, 7, 8, 9], "ood_noise": False}}))
+    r = run("experiments.report", [str(tmp_path)], timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = next(line for line in r.stdout.split("Beyond the paper")[1].splitlines() if line.startswith("ours − tuned λ"))
+    assert "vs tuned λ +5.00 ± 0.00 pts (wins/ties/losses 2/0/0); λ chosen per seed 3, 0.3" in row
