@@ -5,22 +5,9 @@
 # sessions, and a session's out/ does not survive it); a restart skips saved seeds.
 # Run from the repository root (better: from a worktree frozen at one commit, since AutoGraph re-reads the
 # source while a sweep runs):  bash experiments/sweeps/ood_digits.sh
-# Two lanes run side by side with one TF thread each, so that one lane's single-threaded tracing (~10 s of a
-# ~40 s digits run) overlaps the other's training; the measured time per seed is in BUILD_NOTES.md.
-set -u
-PY=${PY:-.venv/bin/python}
-SEEDS=${SEEDS:-10}
-OUT=results/ood
-mkdir -p "$OUT" out/logs
-export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2
-
-compare() {  # compare NAME FLAGS...: one setting, every seed
-  local name=$1; shift
-  "$PY" -m experiments.compare --algorithm=fixmatch --dataset=digits --seeds="$SEEDS" \
-    --tuned_lambda_grid=0.1,0.3,1,3 --json_out="$OUT/$name.json" --seed_dir="$OUT/${name}_seeds" "$@" \
-    > "out/logs/$name.log" 2>&1
-  echo "$(date +%T) $name rc=$?"
-}
+# Two lanes run side by side (see lib.sh); the measured time per seed is in BUILD_NOTES.md.
+source "$(dirname "$0")/lib.sh"
+compare() { digits_compare results/ood "$@"; }  # compare NAME FLAGS...: one setting, every seed
 
 lane_a() {
   compare ood_0.5 --ood_classes=6,7,8,9 --ood_fraction=0.5

@@ -6,20 +6,8 @@
 # then asks whether per-example weights add anything on top of the scale validation prefers.
 # 10 paired seeds per setting, saved under results/ood/ (tracked); a restart skips saved seeds.
 # Run from the repository root of a worktree frozen at one commit:  bash experiments/sweeps/ood_lambda3.sh
-set -u
-PY=${PY:-.venv/bin/python}
-SEEDS=${SEEDS:-10}
-OUT=results/ood
-mkdir -p "$OUT" out/logs
-export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2
-
-compare() {  # compare NAME FLAGS...: one setting, every seed
-  local name=$1; shift
-  "$PY" -m experiments.compare --algorithm=fixmatch --dataset=digits --seeds="$SEEDS" --weight_init=3 \
-    --tuned_lambda_grid=0.1,0.3,1,3 --json_out="$OUT/$name.json" --seed_dir="$OUT/${name}_seeds" "$@" \
-    > "out/logs/$name.log" 2>&1
-  echo "$(date +%T) $name rc=$?"
-}
+source "$(dirname "$0")/lib.sh"
+compare() { digits_compare results/ood "$@" --weight_init=3; }  # compare NAME FLAGS...: every seed from λ = 3
 
 compare ood_noise_0.5_lambda3 --ood_noise --ood_fraction=0.5 &
 compare ood_0.5_lambda3 --ood_classes=6,7,8,9 --ood_fraction=0.5 &

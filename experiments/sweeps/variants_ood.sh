@@ -6,20 +6,11 @@
 # Each finished seed is saved under results/variants/ (tracked); a restart skips saved seeds.
 # Run from the repository root of a worktree frozen at one commit:  bash experiments/sweeps/variants_ood.sh
 # The table:  python -m experiments.variants_table results/ood/ood_0.5.json results/variants/ood_0.5_*.json
-set -u
-PY=${PY:-.venv/bin/python}
-SEEDS=${SEEDS:-10}
-OUT=results/variants
-BASE=results/ood/ood_0.5_seeds
-mkdir -p "$OUT" out/logs
-export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2
-
+source "$(dirname "$0")/lib.sh"
 variant() {  # variant NAME FLAGS...: ours and reversed with the variant's flags, every seed
   local name=ood_0.5_$1; shift
-  "$PY" -m experiments.compare --algorithm=fixmatch --dataset=digits --seeds="$SEEDS" \
-    --ood_classes=6,7,8,9 --ood_fraction=0.5 --tuned_lambda_grid=0.1,0.3,1,3 --baselines_from="$BASE" \
-    --json_out="$OUT/$name.json" --seed_dir="$OUT/${name}_seeds" "$@" > "out/logs/$name.log" 2>&1
-  echo "$(date +%T) $name rc=$?"
+  digits_compare results/variants "$name" --ood_classes=6,7,8,9 --ood_fraction=0.5 \
+    --baselines_from=results/ood/ood_0.5_seeds "$@"
 }
 
 lane_a() {

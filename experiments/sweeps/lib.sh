@@ -1,0 +1,17 @@
+# Sourced by the sweep scripts. One TF thread per process: a run then repeats exactly (BUILD_NOTES, "Re-runs
+# differ"), and two lanes side by side overlap one lane's single-threaded tracing with the other's training.
+# Logs go to out/logs/NAME.log; each finished setting prints one line "TIME NAME rc=CODE".
+set -u
+PY=${PY:-.venv/bin/python}
+SEEDS=${SEEDS:-10}
+mkdir -p out/logs
+export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2
+
+digits_compare() {  # digits_compare OUT_DIR NAME FLAGS...: FixMatch on digits, every seed, a tuned λ as control
+  local out=$1 name=$2; shift 2
+  mkdir -p "$out"
+  "$PY" -m experiments.compare --algorithm=fixmatch --dataset=digits --seeds="$SEEDS" \
+    --tuned_lambda_grid=0.1,0.3,1,3 --json_out="$out/$name.json" --seed_dir="$out/${name}_seeds" "$@" \
+    > "out/logs/$name.log" 2>&1
+  echo "$(date +%T) $name rc=$?"
+}
