@@ -40,7 +40,8 @@ flags.DEFINE_list("tuned_lambda_grid", [], "Also run the base algorithm with one
                   "example, chosen per seed from this grid by the final validation loss (e.g. 0.1,0.3,1,3): "
                   "the baseline as informed as ours. Empty: not run.")
 flags.DEFINE_string("baselines_from", None, "A --seed_dir of the same comparison without the hypergradient variant "
-                    "flags (image_ssl.VARIANT_FLAGS): base and the tuned single λ, which no variant changes, are read "
+                    "flags (image_ssl.VARIANT_FLAGS) and with the default --influence, --influence_scope: base and the "
+                    "tuned single λ, which these do not change, are read "
                     "from its seed files instead of being trained again (a seed it lacks is trained in full).")
 flags.DEFINE_list("weight_lr_grid", [], "Λ step sizes η to choose from per seed by the final validation loss: "
                   "numbers, or 'default' for DEFAULT_WEIGHT_LR_GRIDS[--weight_optimizer] (empty: --weight_lr only).")
@@ -152,10 +153,12 @@ def seed_record_path(seed_dir, seed):
 
 def seed_fingerprint(settings, variants=True):
     """Everything that decides a seed's result besides the seed itself (variants=False: as if no variant flag
-    were set, i.e. the fingerprint of the comparison whose baselines --baselines_from reads)."""
+    were set and --influence, --influence_scope were at their defaults, i.e. the fingerprint of the comparison
+    whose baselines --baselines_from reads)."""
     run_flags = image_ssl.run_flag_values(recipe().RUN_FLAGS)
-    if not variants:
-        run_flags = {k: v for k, v in run_flags.items() if k not in image_ssl.VARIANT_FLAGS}
+    if not variants:  # the baselines' fingerprint: hypergradient-only flags as their defaults (saved that way)
+        run_flags = {k: FLAGS[k].default if k in image_ssl.HYPERGRADIENT_RUN_FLAGS else v
+                     for k, v in run_flags.items() if k not in image_ssl.VARIANT_FLAGS}
     return json.dumps({"settings": settings, "algorithm": FLAGS.algorithm, "dataset": FLAGS.dataset,
                        "metric": FLAGS.metric, "weight_lr_grid": weight_lr_grid(settings), "flags": run_flags,
                        "tuned_lambda_grid": tuned_lambda_grid()}, sort_keys=True)

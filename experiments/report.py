@@ -15,7 +15,7 @@ import os
 from absl import app, flags
 
 from experiments import paper_numbers as paper
-from experiments import quiet_absl_info
+from experiments import quiet_absl_info, variant_flags
 from experiments.checks import run_main, writable_dir
 from influence_ssl.metrics import mean_std
 from influence_ssl.report import paired_difference
@@ -285,9 +285,16 @@ def robustness(found, d):
             return "noise images"
         return f"classes {','.join(map(str, flags['ood_classes']))} held out" if flags.get("ood_classes") else ""
 
+    def how(c):  # what the run changes from the paper's method: hypergradient variant flags, initial λ
+        weight_init = c.get("settings", {}).get("weight_init", 1)
+        return "; ".join(filter(None, [variant_flags.describe(c.get("flags", {})),
+                                       f"λ0={weight_init:g}" if weight_init != 1 else ""]))
+
     ood_runs = [(path, c) for path, c in found["compare"] if "ood_fraction" in c]
-    for path, c in sorted(ood_runs, key=lambda pc: (what(pc[1]) == "noise images", pc[1]["ood_fraction"])):
+    order = lambda pc: (what(pc[1]) == "noise images", pc[1]["ood_fraction"], how(pc[1]) != "", how(pc[1]))
+    for path, c in sorted(ood_runs, key=order):
         setting = f"{c['dataset']}, {100 * c['ood_fraction']:.0f}% OOD unlabeled ({what(c)})".replace(" ()", "")
+        setting += f" [{how(c)}]" if how(c) else ""
         base = c["methods"]["base"]
         for name, m in c["methods"].items():
             rows.append([name, setting, error(m["mean"], m["std"]), len(c["seeds"]),

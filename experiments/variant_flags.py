@@ -8,6 +8,9 @@ from influence_ssl.trainer.config import HYPERGRADIENT_VARIANTS, INFLUENCE_VIEWS
 
 FLAGS = flags.FLAGS
 PAPER_METHOD = TrainConfig.defaults(HYPERGRADIENT_VARIANTS)
+# A saved run's hypergradient settings as the paper's method has them (the variants, and the inverse Hessian
+# over the head): what describe() names a run by.
+PAPER_HYPERGRADIENT = TrainConfig.defaults(HYPERGRADIENT_VARIANTS + ("influence", "influence_scope"))
 
 _HELP = {
     "hypergradient_normalization": "Variant (issue #12; none = the paper): batch or class standardises the "
@@ -36,3 +39,10 @@ def set_away_from_paper():
     """{name: value} of the defined variant flags whose value is not the paper's method."""
     return {name: FLAGS[name].value for name in HYPERGRADIENT_VARIANTS
             if name in FLAGS and FLAGS[name].value != PAPER_METHOD[name]}
+
+
+def describe(run_flags):
+    """'name=value, ...' of a saved run's `flags` (a results JSON's) away from the paper's hypergradient;
+    '' for the paper's method."""
+    changed = {k: run_flags[k] for k, v in PAPER_HYPERGRADIENT.items() if k in run_flags and run_flags[k] != v}
+    return ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))

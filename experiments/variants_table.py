@@ -16,11 +16,11 @@ import sys
 import numpy as np
 from absl import flags
 
+from experiments import variant_flags
 from experiments.checks import run_main
 from influence_ssl.metrics import mean_std
 from influence_ssl.report import paired_difference
-from influence_ssl.trainer import ConfigError, TrainConfig
-from influence_ssl.trainer.config import HYPERGRADIENT_VARIANTS
+from influence_ssl.trainer import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("markdown", None, "Also write the table as Markdown here.")
@@ -42,15 +42,9 @@ def load(path):
     return results
 
 
-# The paper's method: a variant is whatever a run sets away from these.
-PAPER_METHOD = TrainConfig.defaults(HYPERGRADIENT_VARIANTS + ("influence_scope", "influence"))
-
-
 def variant_name(results, path):
     """The variant settings a run has away from the paper's method, or the file's name."""
-    run_flags = results.get("flags", {})
-    changed = {k: run_flags[k] for k, v in PAPER_METHOD.items() if k in run_flags and run_flags[k] != v}
-    return ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or os.path.basename(path)
+    return variant_flags.describe(results.get("flags", {})) or os.path.basename(path)
 
 
 def per_seed(results, method, seeds):

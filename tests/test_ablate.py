@@ -284,3 +284,27 @@ def test_report_pairs_ours_against_the_tuned_single_lambda_in_the_robustness_tab
     assert r.returncode == 0, r.stderr[-2000:]
     row = next(line for line in r.stdout.split("Beyond the paper")[1].splitlines() if line.startswith("ours − tuned λ"))
     assert "vs tuned λ +5.00 ± 0.00 pts (wins/ties/losses 2/0/0); λ chosen per seed 3, 0.3" in row
+
+
+def test_report_names_each_ood_run_by_its_variant_flags_and_initial_lambda(tmp_path):
+    """Variant and λ0 runs of one OOD setting are separate rows, each saying what it changed; the paper's method first."""
+    methods = {m: {"test_accuracy": [0.9, 0.8], "mean": 0.85, "std": 0.0707} for m in ("base", "ours")}
+    paper_flags = {"ood_classes": [6, 7, 8, 9], "ood_noise": False, "influence": "exact", "influence_scope": "head"}
+    runs = {"z_paper": (paper_flags, {"weight_init": 1.0}),
+            "a_weak": ({**paper_flags, "influence_view": "weak"}, {"weight_init": 1.0}),
+            "b_cg": ({**paper_flags, "influence": "cg", "influence_scope": "last_block"}, {"weight_init": 1.0}),
+            "c_lambda3": (paper_flags, {"weight_init": 3.0})}
+    for name, (run_flags, settings) in runs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps({
+            "format": "influence_ssl.compare/1", "dataset": "digits", "algorithm": "fixmatch", "seeds": [0, 1],
+            "metric": "test_accuracy", "methods": methods, "settings": settings, "ood_fraction": 0.5,
+            "flags": run_flags}))
+    r = run("experiments.report", [str(tmp_path)], timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    robustness = r.stdout.split("Beyond the paper")[1]
+    setting = "digits, 50% OOD unlabeled (classes 6,7,8,9 held out)"
+    named = [f"{setting} [influence_view=weak]", f"{setting} [influence=cg, influence_scope=last_block]",
+             f"{setting} [λ0=3]"]
+    assert all(n in robustness for n in named), robustness
+    rows = [line for line in robustness.splitlines() if setting in line]
+    assert "[" not in rows[0] and len(rows) == 4 * 2  # the paper's method first; base and ours per run

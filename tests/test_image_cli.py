@@ -121,3 +121,8 @@ def test_compare_saves_each_seed_and_a_restart_loads_it(tmp_path):
     assert methods["tuned_single_lambda"]["test_accuracy"] == tuned["test_accuracy"]
     mismatch = run("experiments.compare", [*variant[:-1], "--weight_lr=0.5", f"--json_out={tmp_path / 'w.json'}"])
     assert mismatch.returncode == 2 and "--baselines_from" in mismatch.stderr
+    # So does another inverse Hessian over another scope: base and the fixed λ never compute an influence.
+    scoped = run("experiments.compare", [*variant[:-1], "--influence=cg", "--influence_scope=last_block",
+                                         f"--json_out={tmp_path / 'cg.json'}"])
+    assert scoped.returncode == 0, scoped.stderr[-2000:]
+    assert json.loads((tmp_path / "cg.json").read_text())["methods"]["base"]["test_accuracy"] == [0.123]
