@@ -19,7 +19,7 @@ import time
 import numpy as np
 from absl import flags
 
-from experiments import image_ssl, paired_flags, quiet_absl_info, text_ssl
+from experiments import image_ssl, paired_flags, quiet_absl_info, text_ssl, variant_flags
 from experiments.checks import run_main, writable_dir
 from influence_ssl.data import DatasetNotFoundError
 from influence_ssl.metrics import auroc, count_group_masks, softmax, weight_diagnostics
@@ -156,9 +156,9 @@ def seed_fingerprint(settings, variants=True):
     were set and --influence, --influence_scope were at their defaults, i.e. the fingerprint of the comparison
     whose baselines --baselines_from reads)."""
     run_flags = image_ssl.run_flag_values(recipe().RUN_FLAGS)
-    if not variants:  # the baselines' fingerprint: hypergradient-only flags as their defaults (saved that way)
-        run_flags = {k: FLAGS[k].default if k in image_ssl.HYPERGRADIENT_RUN_FLAGS else v
-                     for k, v in run_flags.items() if k not in image_ssl.VARIANT_FLAGS}
+    if not variants:  # the baselines' fingerprint: the hypergradient as the paper's (their seed files saved it so)
+        run_flags = {k: variant_flags.PAPER_HYPERGRADIENT.get(k, v) for k, v in run_flags.items()
+                     if k not in image_ssl.VARIANT_FLAGS}
     return json.dumps({"settings": settings, "algorithm": FLAGS.algorithm, "dataset": FLAGS.dataset,
                        "metric": FLAGS.metric, "weight_lr_grid": weight_lr_grid(settings), "flags": run_flags,
                        "tuned_lambda_grid": tuned_lambda_grid()}, sort_keys=True)

@@ -83,8 +83,6 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "multi_worker"],
 RUN_FLAGS = ("uda_preset", "augment", "with_extra", "weight_optimizer", "influence", "influence_scope",
              "binary_reparam", "mixed_precision", "jit_compile", "ood_classes", "ood_fraction", "ood_noise")
 VARIANT_FLAGS = HYPERGRADIENT_VARIANTS  # the hypergradient variants of issue #12 (experiments.variant_flags)
-# RUN_FLAGS that only shape the hypergradient: base and the fixed single λ (no Λ steps) do not read them.
-HYPERGRADIENT_RUN_FLAGS = ("influence", "influence_scope")
 
 
 def run_flag_values(names=RUN_FLAGS):

@@ -291,10 +291,11 @@ def robustness(found, d):
                                        f"λ0={weight_init:g}" if weight_init != 1 else ""]))
 
     ood_runs = [(path, c) for path, c in found["compare"] if "ood_fraction" in c]
-    order = lambda pc: (what(pc[1]) == "noise images", pc[1]["ood_fraction"], how(pc[1]) != "", how(pc[1]))
+    order = lambda pc: (what(pc[1]) == "noise images", pc[1]["ood_fraction"], how(pc[1]))  # "" (the paper's) first
     for path, c in sorted(ood_runs, key=order):
         setting = f"{c['dataset']}, {100 * c['ood_fraction']:.0f}% OOD unlabeled ({what(c)})".replace(" ()", "")
-        setting += f" [{how(c)}]" if how(c) else ""
+        changed = how(c)
+        setting += f" [{changed}]" if changed else ""
         base = c["methods"]["base"]
         for name, m in c["methods"].items():
             rows.append([name, setting, error(m["mean"], m["std"]), len(c["seeds"]),

@@ -8,9 +8,11 @@ from influence_ssl.trainer.config import HYPERGRADIENT_VARIANTS, INFLUENCE_VIEWS
 
 FLAGS = flags.FLAGS
 PAPER_METHOD = TrainConfig.defaults(HYPERGRADIENT_VARIANTS)
-# A saved run's hypergradient settings as the paper's method has them (the variants, and the inverse Hessian
-# over the head): what describe() names a run by.
-PAPER_HYPERGRADIENT = TrainConfig.defaults(HYPERGRADIENT_VARIANTS + ("influence", "influence_scope"))
+# Run flags, older than the variants, that also shape only the hypergradient: base and a fixed λ never read them.
+HYPERGRADIENT_RUN_FLAGS = ("influence", "influence_scope")
+# The paper's hypergradient (the variants' defaults, the exact inverse Hessian over the head): describe() names a
+# run by what it sets away from this.
+PAPER_HYPERGRADIENT = TrainConfig.defaults(HYPERGRADIENT_VARIANTS + HYPERGRADIENT_RUN_FLAGS)
 
 _HELP = {
     "hypergradient_normalization": "Variant (issue #12; none = the paper): batch or class standardises the "
