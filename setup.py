@@ -4,12 +4,13 @@ from setuptools import find_packages, setup
 setup(
     name="influence_ssl",
     version="0.1.0",
+    license="Apache-2.0",
     description=(
         "TensorFlow 2 reimplementation of 'Not All Unlabeled Data are Equal: "
         "Learning to Weight Data in Semi-supervised Learning'"
     ),
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["influence_ssl", "influence_ssl.*", "third_party", "third_party.*"]),
+    packages=find_packages(include=["influence_ssl", "influence_ssl.*"]),
     install_requires=[
         # Tested with TF 2.21.0 / tf-keras 2.21.0. tf-keras must match TF's minor version.
         "tensorflow>=2.21,<2.22",

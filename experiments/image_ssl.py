@@ -16,15 +16,19 @@ import tf_keras as keras
 from absl import flags
 
 from experiments import variant_flags
+from influence_ssl import augment, models
 from influence_ssl import data as data_lib
-from influence_ssl import models
 from influence_ssl.ssl import UDA, FixMatch, PseudoLabel
 from influence_ssl.ssl.tsa import TSA_SCHEDULES
 from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
-from influence_ssl.trainer.config import (HYPERGRADIENT_VARIANTS, INFLUENCE_METHODS, INFLUENCE_SCOPES,
-                                         WEIGHT_OPTIMIZERS, WEIGHTING_MODES)
+from influence_ssl.trainer.config import (
+    HYPERGRADIENT_VARIANTS,
+    INFLUENCE_METHODS,
+    INFLUENCE_SCOPES,
+    WEIGHT_OPTIMIZERS,
+    WEIGHTING_MODES,
+)
 from influence_ssl.trainer.image_source import AugmentedImageSource
-from third_party import augment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("algorithm", "fixmatch", ["fixmatch", "uda", "pseudo_label"], "SSL algorithm.")
@@ -82,7 +86,7 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "multi_worker"],
 # Flags that change a run's result but are not part of `resolved()` settings (those are the numbers).
 RUN_FLAGS = ("uda_preset", "augment", "with_extra", "weight_optimizer", "influence", "influence_scope",
              "binary_reparam", "mixed_precision", "jit_compile", "ood_classes", "ood_fraction", "ood_noise")
-VARIANT_FLAGS = HYPERGRADIENT_VARIANTS  # the hypergradient variants of issue #12 (experiments.variant_flags)
+VARIANT_FLAGS = HYPERGRADIENT_VARIANTS  # the hypergradient variants (experiments.variant_flags)
 
 
 def run_flag_values(names=RUN_FLAGS):

@@ -45,7 +45,7 @@ def train_config(settings, seed, **overrides):
         # An evaluation (validation and test accuracy into results["history"]) every eval_every steps.
         log_every=s.get("eval_every", s["steps"]), eval_every=s.get("eval_every", s["steps"]),
         checkpoint_every=s["steps"],
-        # A hypergradient variant (issue #12) only where settings name it: not in DEFAULTS, so that the paper's
+        # A hypergradient variant only where settings name it: not in DEFAULTS, so that the paper's
         # method keeps the settings (and the ablation cache keys) it had before them.
         **{name: s[name] for name in HYPERGRADIENT_VARIANTS if name in s})
     return dataclasses.replace(config, **overrides)

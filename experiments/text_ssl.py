@@ -22,6 +22,7 @@ from absl import flags
 
 from experiments import image_ssl  # also defines the shared flags (--algorithm, --steps, ...)
 from experiments.checks import writable_dir
+from influence_ssl.augment import tf_idf
 from influence_ssl.data import DatasetNotFoundError
 from influence_ssl.data import text as text_data
 from influence_ssl.models.bert import BertFolderError, bert_classifier, bert_folder_format, load_bert
@@ -29,7 +30,6 @@ from influence_ssl.ssl import UDA
 from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
 from influence_ssl.trainer.text_source import PairedTextSource
 from influence_ssl.trainer.trainer import worker_role
-from third_party.augment import tf_idf
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("bert_dir", None, "IMDb: BERT folder, Google's uncased_L-12_H-768_A-12 (bert_config.json, "

@@ -1,4 +1,4 @@
-"""The flags of the hypergradient variants (issue #12; TrainConfig fields of the same names, whose defaults
+"""The flags of the hypergradient variants (TrainConfig fields of the same names, whose defaults
 are the paper's method), defined by each entry point that offers them (experiments.image_ssl, experiments.synthetic:
 never in one process, as their other flags clash)."""
 from absl import flags
@@ -15,13 +15,13 @@ HYPERGRADIENT_RUN_FLAGS = ("influence", "influence_scope")
 PAPER_HYPERGRADIENT = TrainConfig.defaults(HYPERGRADIENT_VARIANTS + HYPERGRADIENT_RUN_FLAGS)
 
 _HELP = {
-    "hypergradient_normalization": "Variant (issue #12; none = the paper): batch or class standardises the "
+    "hypergradient_normalization": "Variant (none = the paper): batch or class standardises the "
     "hypergradient over the batch or within each pseudo-label class; example divides it by the example's "
     "gradient norm.",
-    "weight_parametrization": "Variant (issue #12; projection = the paper): λ = softplus(φ) or 2·λ0·sigmoid(φ), "
+    "weight_parametrization": "Variant (projection = the paper): λ = softplus(φ) or 2·λ0·sigmoid(φ), "
     "φ stepped.",
-    "influence_view": "Variant (issue #12; strong = the paper): whose features make ∇ℓ_u in the influence.",
-    "influence_target_temperature": "Variant (issue #12; 0 = the algorithm's targets): the influence's targets "
+    "influence_view": "Variant (strong = the paper): whose features make ∇ℓ_u in the influence.",
+    "influence_target_temperature": "Variant (0 = the algorithm's targets): the influence's targets "
     "are softmax(z_target / T) times the mask (with Pseudo-Label's single view, T = 1 makes ∇ℓ_u vanish).",
 }
 _CHOICES = {"hypergradient_normalization": NORMALIZATIONS, "weight_parametrization": PARAMETRIZATIONS,

@@ -1,4 +1,4 @@
-r"""One table of hypergradient variants (issue #12 part 3), each paired against the paper's method.
+r"""One table of hypergradient variants, each paired against the paper's method.
 
 Reads the JSONs of experiments.synthetic or experiments.compare runs that differ only in the variant flags
 (image_ssl.VARIANT_FLAGS, --influence_scope), the first one being the paper's method, and prints per variant:

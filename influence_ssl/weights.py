@@ -16,7 +16,7 @@ so that diagnostics can tell examples whose λ was moved from those it never was
 With |U| = 1 and every ID 0 the same table holds one shared λ (Fig. 4 left): the optimizer
 sums duplicate indices, so its gradient is Σ_u dL_val/dλ_u = dL_val/dλ.
 
-A variant (issue #12, not the paper's method) parametrises λ = f(φ) and lets the optimizer step φ
+A variant (not the paper's method) parametrises λ = f(φ) and lets the optimizer step φ
 (with dL_val/dφ = dL_val/dλ · f'(φ)) instead of projecting λ: f = softplus (λ > 0, steps shrink
 near 0), or f = 2·λ₀·sigmoid (λ in (0, 2·λ₀), λ₀ the initial value, φ₀ = 0).
 """

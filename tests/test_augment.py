@@ -1,12 +1,12 @@
-"""Tests for third_party.augment: ops (against hand-computed results and, where Pillow is installed,
+"""Tests for influence_ssl.augment: ops (against hand-computed results and, where Pillow is installed,
 against the PIL operations the original codebases used), weak/RandAugment/CTAugment policies,
 determinism in eager, tf.function and tf.data, the CTAugment update rule and its checkpoint."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from third_party.augment import ctaugment, cutout, ops, randaugment, weak
-from third_party.augment.ctaugment import CTAugment
+from influence_ssl.augment import ctaugment, cutout, ops, randaugment, weak
+from influence_ssl.augment.ctaugment import CTAugment
 
 RNG = np.random.RandomState(0)
 U8 = RNG.randint(0, 256, (32, 32, 3)).astype(np.uint8)

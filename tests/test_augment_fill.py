@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from third_party.augment import ctaugment, ops, randaugment
+from influence_ssl.augment import ctaugment, ops, randaugment
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image, ImageEnhance, ImageOps  # noqa: E402

@@ -1,4 +1,4 @@
-"""Hypergradient variants of issue #12: normalisations against numpy, the λ parametrisations against a numpy
+"""Hypergradient variants : normalisations against numpy, the λ parametrisations against a numpy
 optimizer, and the trainer's weak-view / target-temperature paths against the paper's path."""
 import dataclasses
 import os

@@ -12,6 +12,7 @@ ALLOWED = {
     "ssl": MATH | {"ssl"},
     "models": MATH | {"models"},
     "data": {"data"},
+    "augment": {"augment"},
     "metrics": {"metrics"},
     "report": {"metrics", "report"},
 }

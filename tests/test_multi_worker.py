@@ -1,4 +1,4 @@
-"""MultiWorkerMirroredStrategy (issue #10 part 4): two worker processes on localhost ports (CPU) end with the
+"""MultiWorkerMirroredStrategy: two worker processes on localhost ports (CPU) end with the
 θ and λ of a single-process run; only the chief writes the run directory; a run whose worker is killed resumes
 from the chief's last checkpoint and ends where the uninterrupted run ends."""
 import json

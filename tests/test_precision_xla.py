@@ -4,12 +4,12 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from influence_ssl import augment
 from influence_ssl.data import SSLData
 from influence_ssl.models import small_cnn
 from influence_ssl.ssl import FixMatch
 from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
 from influence_ssl.trainer.image_source import AugmentedImageSource
-from third_party import augment
 
 
 def digits_like(seed=0):

@@ -4,11 +4,11 @@ import os
 
 import numpy as np
 import pytest
+from test_text_bert import WORDS, write_vocab
 
 from influence_ssl.data import DatasetNotFoundError
 from influence_ssl.data import text as text_data
-from influence_ssl.data.text.imdb import UNSUP_MIN_CHARS, UDA_LABELED
-from test_text_bert import WORDS, write_vocab
+from influence_ssl.data.text.imdb import UDA_LABELED, UNSUP_MIN_CHARS
 
 POSITIVE, NEGATIVE = WORDS[16:21], WORDS[21:27]
 

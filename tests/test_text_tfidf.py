@@ -1,4 +1,4 @@
-"""UDA's TF-IDF word replacement (third_party/augment/tf_idf.py) on a corpus computed by hand.
+"""UDA's TF-IDF word replacement (influence_ssl/augment/tf_idf.py) on a corpus computed by hand.
 
 docs: d0 = a b a, d1 = a c, d2 = b c d d (N = 3).
   idf:   a, b, c = log(3/2) (in 2 docs), d = log 3
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from third_party.augment import tf_idf
+from influence_ssl.augment import tf_idf
 
 DOCS = [["a", "b", "a"], ["a", "c"], ["b", "c", "d", "d"]]
 L15, L3 = math.log(1.5), math.log(3.0)

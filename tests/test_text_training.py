@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from test_text_bert import VOCAB, tiny_bert, write_google_folder
+from test_text_data import write_acl_imdb
 
 from influence_ssl.models import Classifier
 from influence_ssl.optimizers import BertAdam
@@ -19,8 +21,6 @@ from influence_ssl.ssl.tsa import tsa_threshold
 from influence_ssl.trainer import TrainConfig, Trainer
 from influence_ssl.trainer.schedules import ThetaSchedule
 from influence_ssl.trainer.text_source import PairedTextSource
-from test_text_bert import VOCAB, tiny_bert, write_google_folder
-from test_text_data import write_acl_imdb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,8 +12,7 @@ from influence_ssl.data import SSLData, make_synthetic
 from influence_ssl.models import Classifier, two_layer_mlp
 from influence_ssl.ssl import PseudoLabel, SSLAlgorithm, SSLLosses
 from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
-from influence_ssl.trainer import (CheckpointError, ConfigError, InMemorySource, TrainConfig, Trainer,
-                                   TrainingDiverged)
+from influence_ssl.trainer import CheckpointError, ConfigError, InMemorySource, TrainConfig, Trainer, TrainingDiverged
 
 
 class FixedTargets(SSLAlgorithm):

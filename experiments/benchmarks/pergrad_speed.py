@@ -7,7 +7,7 @@ and "loop".
 --mode=layers times only the Conv2D filter-gradient alternatives on WRN-28-2 layer shapes.
 
     python -m experiments.benchmarks.pergrad_speed                      # batch 16, under a minute on 2 cores
-    python -m experiments.benchmarks.pergrad_speed --batches=16,64,256 --repeats=3   # issue #10 part 2b
+    python -m experiments.benchmarks.pergrad_speed --batches=16,64,256 --repeats=3
     python -m experiments.benchmarks.pergrad_speed --conv_impl=shifted,patches,vmap --methods=layerwise
     python -m experiments.benchmarks.pergrad_speed --mode=layers --batch=16
 """
@@ -22,8 +22,7 @@ import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from experiments.benchmarks.timing import time_round_robin, xent  # noqa: E402
-from influence_ssl.pergrad import (CONV_IMPLS, conv2d_filter_grads, fastest_method,  # noqa: E402
-                                   make_per_example_gradients_fn)
+from influence_ssl.pergrad import CONV_IMPLS, conv2d_filter_grads, fastest_method, make_per_example_gradients_fn  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "model", ["model", "layers"], "Whole-model timings, or Conv2D filter-gradient alternatives.")

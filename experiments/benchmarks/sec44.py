@@ -39,8 +39,8 @@ import tf_keras as keras
 from absl import flags
 
 from experiments import quiet_absl_info
-from experiments.checks import run_main, writable_dir
 from experiments.benchmarks.timing import fetch, peak_rss_bytes, time_round_robin, xent
+from experiments.checks import run_main, writable_dir
 from influence_ssl import models
 from influence_ssl.data import SSLData
 from influence_ssl.optimizers import MaskedAdam

@@ -13,5 +13,7 @@ digits_compare() {  # digits_compare OUT_DIR NAME FLAGS...: FixMatch on digits, 
   "$PY" -m experiments.compare --algorithm=fixmatch --dataset=digits --seeds="$SEEDS" \
     --tuned_lambda_grid=0.1,0.3,1,3 --json_out="$out/$name.json" --seed_dir="$out/${name}_seeds" "$@" \
     > "out/logs/$name.log" 2>&1
-  echo "$(date +%T) $name rc=$?"
+  local rc=$?  # before any other command (a $(date) in the echo would reset $?)
+  echo "$(date +%T) $name rc=$rc"
+  return $rc
 }

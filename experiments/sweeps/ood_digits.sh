@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The OOD sweep of issue #12 part 2: FixMatch on digits, classes 6-9 held out of the labeled, validation and
+# The OOD sweep: FixMatch on digits, classes 6-9 held out of the labeled, validation and
 # test sets and put into the unlabeled set at fraction F; 10 paired seeds of base, ours, reversed and a single
 # λ tuned on validation per setting. Each finished seed is saved under results/ood/ (tracked: a sweep spans
 # sessions, and a session's out/ does not survive it); a restart skips saved seeds.

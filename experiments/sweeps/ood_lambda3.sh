@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A follow-up the OOD sweep suggested (issue #12 part 3, "anything else the measurements suggest"): the single λ
+# A follow-up the OOD sweep suggested: the single λ
 # tuned on validation was 3 on most seeds (on every seed with noise images), and ours, which starts every λ_u at
 # 1, lost to it. Here every method starts from λ = 3 (--weight_init=3): base is FixMatch with λ = 3, ours learns
 # per-example weights from 3, reversed is its control; the tuned λ is chosen again from the same grid. Ours − base

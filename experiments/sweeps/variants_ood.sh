@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The hypergradient variants of issue #12 part 3 on digits with half the unlabeled set out of distribution
+# The hypergradient variants on digits with half the unlabeled set out of distribution
 # (FixMatch, classes 6-9 held out, F = 0.5): 10 paired seeds of ours and its reversed control per variant. Base
 # and the single λ tuned on validation, which no variant changes, are read from the OOD sweep's seed files
 # (results/ood/ood_0.5_seeds, made by experiments/sweeps/ood_digits.sh), so each seed is 2 runs, not 6.

@@ -6,8 +6,13 @@ from influence_ssl.influence.block import BLOCK_METHOD_OPTIONS, block_weight_gra
 from influence_ssl.influence.hypergradient import DEFAULT_DAMPING, METHOD_OPTIONS, last_layer_weight_gradients
 from influence_ssl.influence.last_layer import hessian, hessian_vector_product, per_example_gradients
 from influence_ssl.influence.normalization import NORMALIZATIONS, head_gradient_norms, normalize_hypergradient
-from influence_ssl.influence.solvers import (HessianFactorizationError, cholesky_solve, conjugate_gradient,
-                                             neumann_solve, power_iteration)
+from influence_ssl.influence.solvers import (
+                                             HessianFactorizationError,
+                                             cholesky_solve,
+                                             conjugate_gradient,
+                                             neumann_solve,
+                                             power_iteration,
+)
 
 __all__ = [
     "BLOCK_METHOD_OPTIONS", "block_weight_gradients",

@@ -1,4 +1,4 @@
-"""Normalisations of the per-example hypergradient (variants of issue #12, not the paper's method).
+"""Normalisations of the per-example hypergradient (variants , not the paper's method).
 
 The paper steps λ_u along g_u = dL_val/dλ_u = -∇L_valᵀ H⁻¹ ∇ℓ_u as it is. Its size carries ∇ℓ_u's, and with
 hard pseudo-labels ∇ℓ_u = x̃_u ⊗ (p_u - t_u) vanishes as the model grows confident, right or wrong; a

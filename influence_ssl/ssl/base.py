@@ -28,9 +28,9 @@ class SSLLosses:
       unlabeled_inputs: [U, ...] the model inputs of the view ℓ_U is computed on (the strong view for
         FixMatch and UDA): per-example gradients of parameters below the head start from them.
       unlabeled_weak_features: [U, D] features of the view the targets come from (the weak view of
-        FixMatch and UDA; Pseudo-Label's one view). For influence variants (issue #12).
+        FixMatch and UDA; Pseudo-Label's one view). For influence variants.
       unlabeled_target_logits: [U, K] the logits the targets are made from (held constant). For a
-        temperature on the influence's targets (issue #12).
+        temperature on the influence's targets.
     """
 
     labeled: tf.Tensor

@@ -13,7 +13,7 @@ WEIGHT_OPTIMIZERS = ("madam", "adam", "sgd")
 INFLUENCE_METHODS = tuple(METHOD_OPTIONS)  # exact, identity, neumann, cg
 INFLUENCE_SCOPES = ("head", "last_block")
 INFLUENCE_VIEWS = ("strong", "weak")
-# The hypergradient variants of issue #12; their TrainConfig defaults are the paper's method.
+# The hypergradient variants (not the paper's method); their TrainConfig defaults are the paper's method.
 HYPERGRADIENT_VARIANTS = ("hypergradient_normalization", "weight_parametrization", "influence_view",
                           "influence_target_temperature")
 # An exact (dense) Hessian over more parameters than this is refused (P² floats).
@@ -45,7 +45,7 @@ class TrainConfig:
     reverse_hypergradient: flip the hypergradient's sign (a control, not the method).
     binary_reparam: two classes only: the influence uses one logit f with logits (f, -f) (App. D), whose
       last-layer Hessian has no logit-shift null space; the network itself is unchanged.
-    Variants of the hypergradient (issue #12; the defaults are the paper's method):
+    Variants of the hypergradient (the defaults are the paper's method):
     hypergradient_normalization: none, batch, class or example (influence.normalization).
     weight_parametrization: projection (the paper), softplus or sigmoid (λ = f(φ); weights.py).
     influence_view: strong (the view ℓ_U trains, the paper) or weak (the view the targets come from):

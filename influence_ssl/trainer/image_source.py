@@ -2,7 +2,7 @@
 
 Every random draw is stateless, a function of (seed, step, stream), so the data order and the
 augmentations of step k are the same for every method of a seed and after a resume. The
-augmentations are given as callables (the experiments pass third_party.augment's), so the
+augmentations are given as callables (the experiments pass influence_ssl.augment's), so the
 trainer does not depend on any augmentation library.
 """
 import numpy as np

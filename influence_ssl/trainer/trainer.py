@@ -19,8 +19,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from influence_ssl.influence import (block_weight_gradients, head_gradient_norms, last_layer_weight_gradients,
-                                     normalize_hypergradient)
+from influence_ssl.influence import (
+    block_weight_gradients,
+    head_gradient_norms,
+    last_layer_weight_gradients,
+    normalize_hypergradient,
+)
 from influence_ssl.optimizers import BertAdam, MaskedAdam, TF1Momentum
 from influence_ssl.pergrad import per_example_gradients
 from influence_ssl.trainer.config import MAX_EXACT_BLOCK_PARAMETERS, ConfigError

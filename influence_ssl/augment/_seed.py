@@ -1,6 +1,6 @@
 """Seed helpers for stateless, seed-driven augmentation (no code copied from any project).
 
-Every random function in `third_party.augment` takes `seed`, a shape-[2] int32/int64 tensor as used by
+Every random function in `influence_ssl.augment` takes `seed`, a shape-[2] int32/int64 tensor as used by
 `tf.random.stateless_*`, and derives sub-seeds with `tf.random.experimental.stateless_split`.
 """
 import tensorflow as tf

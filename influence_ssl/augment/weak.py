@@ -10,7 +10,7 @@ SVHN: `flip=False`. The pad scales with the image: round(0.125 * H) rows, round(
 """
 import tensorflow as tf
 
-from third_party.augment._seed import map_batch, split
+from influence_ssl.augment._seed import map_batch, split
 
 PAD_FRACTION = 0.125
 

@@ -10,10 +10,10 @@ Images are float32 [H, W, C] in [-1, 1]; every random function takes a stateless
 (int32/int64) and is a pure TF graph (usable in tf.data.Dataset.map and tf.function).
 `cutout` here is the module; the random cutout function is `cutout.cutout`.
 """
-from third_party.augment import ctaugment, cutout, ops, randaugment, weak
-from third_party.augment.ctaugment import CTAugment
-from third_party.augment.cutout import default_cutout_size, scale_pixels, scaled_size
-from third_party.augment.randaugment import (
+from influence_ssl.augment import ctaugment, cutout, ops, randaugment, weak
+from influence_ssl.augment.ctaugment import CTAugment
+from influence_ssl.augment.cutout import default_cutout_size, scale_pixels, scaled_size
+from influence_ssl.augment.randaugment import (
     FIXMATCH_OPS,
     UDA_OPS,
     augment_batch_fixmatch,
@@ -25,8 +25,8 @@ from third_party.augment.randaugment import (
     strong_fixmatch,
     strong_uda,
 )
-from third_party.augment.weak import augment_batch as weak_augment_batch
-from third_party.augment.weak import weak_augment
+from influence_ssl.augment.weak import augment_batch as weak_augment_batch
+from influence_ssl.augment.weak import weak_augment
 
 __all__ = [
     "CTAugment", "FIXMATCH_OPS", "UDA_OPS", "augment_batch_fixmatch", "augment_batch_uda", "ctaugment",

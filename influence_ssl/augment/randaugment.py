@@ -34,10 +34,10 @@ UDA's augmented view = RandAugment + cutout (offline in UDA) then flip + crop on
 """
 import tensorflow as tf
 
-from third_party.augment import ops
-from third_party.augment._seed import map_batch, split
-from third_party.augment.cutout import cutout, default_cutout_size
-from third_party.augment.weak import weak_augment
+from influence_ssl.augment import ops
+from influence_ssl.augment._seed import map_batch, split
+from influence_ssl.augment.cutout import cutout, default_cutout_size
+from influence_ssl.augment.weak import weak_augment
 
 FIXMATCH_OPS = (
     "Identity", "AutoContrast", "Equalize", "Rotate", "Solarize", "Color", "Contrast",

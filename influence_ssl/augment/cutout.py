@@ -11,8 +11,8 @@ UDA the dataset mean after normalization, which is 0 here.
 """
 import tensorflow as tf
 
-from third_party.augment import ops
-from third_party.augment._seed import as_seed
+from influence_ssl.augment import ops
+from influence_ssl.augment._seed import as_seed
 
 REFERENCE_SIZE = 32  # the originals' pixel sizes are for 32x32 images
 

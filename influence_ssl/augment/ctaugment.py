@@ -25,9 +25,9 @@ Images are float32 [H, W, C] in [-1, 1]; geometric ops fill with black (-1), as 
 import numpy as np
 import tensorflow as tf
 
-from third_party.augment import ops
-from third_party.augment._seed import as_seed, map_batch, split
-from third_party.augment.cutout import cutout
+from influence_ssl.augment import ops
+from influence_ssl.augment._seed import as_seed, map_batch, split
+from influence_ssl.augment.cutout import cutout
 
 # (name, bins per parameter); the op index is the position in this tuple.
 OPS = (
