@@ -81,7 +81,8 @@ def _bars(left, right, methods):
 
 def draw(results, path):
     """Write the study's PNG to `path`; returns path."""
-    study, methods = results["study"], results["methods"]
+    study, methods = results["ablation"], results["methods"]
+    config = results["config"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     if study in ("influence", "optimizer"):
         _curves(left, right, methods)
@@ -90,7 +91,7 @@ def draw(results, path):
     else:
         _bars(left, right, methods)
     right.axhline(0.0, color="k", lw=0.8)
-    fig.suptitle(f"{study} ablation, {results['algorithm']} on {results['dataset']}, {len(results['seeds'])} seeds "
+    fig.suptitle(f"{study} ablation, {config['algorithm']['algorithm']} on {config['data']['dataset']}, {len(results['seeds'])} seeds "
                  "(right: paired with the base run of each seed; below 0 is better)")
     left.legend(fontsize=8)
     fig.tight_layout()

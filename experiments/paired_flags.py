@@ -1,24 +1,46 @@
-"""Flags shared by the paired-comparison entry points (experiments.compare, experiments.ablate).
+"""Flags of the paired studies (experiments.compare, .synthetic, .ablate): seeds, outputs, the run cache.
 
-Defined once here, so that both modules can live in one process (a test, a notebook).
+Defined once here, so that the entry points can live in one process (a test, a notebook).
 """
 from absl import flags
 
-from influence_ssl.trainer import ConfigError
+from influence_ssl.runs import flags as run_flags
+from influence_ssl.studies import protocol
+from influence_ssl.studies.runner import RunCache
 
 FLAGS = flags.FLAGS
+run_flags.define()
 flags.DEFINE_integer("seeds", 5, "Number of seeds; every method runs on each (same split, init, data order).")
 flags.DEFINE_integer("first_seed", 0, "First seed; the seeds are first_seed .. first_seed + seeds - 1.")
 flags.DEFINE_string("json_out", None, "Where the results JSON goes (each entry point names its default).")
+flags.DEFINE_string("run_cache", "out/runs", "One small record per finished run, named by the hash of its "
+                    "configuration: a restarted study, or another study that needs the same run, reads it instead "
+                    "of training again.")
+flags.DEFINE_list("tuned_lambda_grid", None, "Also run the base algorithm with one fixed λ for every unlabeled "
+                  "example, chosen per seed from this grid on validation (e.g. 0.1,0.3,1,3; experiments.synthetic "
+                  "runs 0.1,0.3,1,3 unless told otherwise, experiments.compare none).")
+flags.DEFINE_list("weight_lr_grid", [], "Λ step sizes η to choose from per seed on validation: numbers, or "
+                  "'default' (the grid of --weight_optimizer; empty: --weight_lr only).")
+flags.DEFINE_enum("metric", "test_accuracy", ["test_accuracy", "median_last20_test_accuracy"],
+                  "Per-run number compared: the final test accuracy, or the median of the last 20 evaluations.")
+
+
+def tuned_lambda_grid(default=()):
+    """--tuned_lambda_grid, or `default` when it is not given."""
+    values = FLAGS.tuned_lambda_grid if FLAGS.tuned_lambda_grid is not None else list(default)
+    return protocol.parse_grid(values, "tuned_lambda_grid")
 
 
 def seed_list():
-    """The seeds of --seeds and --first_seed; ConfigError for fewer than one."""
-    if FLAGS.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {FLAGS.seeds}.")
-    return list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
+    return protocol.seed_list(FLAGS.seeds, FLAGS.first_seed)
 
 
 def json_out(default, **fields):
     """--json_out, or `default`; either with {fields} filled in."""
     return (FLAGS.json_out or default).format(**fields)
+
+
+def run_cache():
+    from experiments.checks import writable_dir
+
+    return RunCache(writable_dir(FLAGS.run_cache, "--run_cache"))

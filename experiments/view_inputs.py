@@ -11,12 +11,15 @@ import os
 import numpy as np
 from absl import flags
 
-from experiments import image_ssl, quiet_absl_info
+from experiments import quiet_absl_info
 from experiments.checks import run_main
 from influence_ssl.data import DatasetNotFoundError
+from influence_ssl.runs import build
+from influence_ssl.runs import flags as run_flags
+from influence_ssl.trainer import ConfigError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("seed", 1, "Seed of the split and the augmentations.")
+run_flags.define()
 flags.DEFINE_integer("step", 0, "θ step (and Λ step) whose batches are drawn.")
 flags.DEFINE_integer("per_row", 16, "Images per row.")
 flags.DEFINE_string("out", "out/inputs_{algorithm}_{dataset}.png", "Where the PNG goes.")
@@ -39,9 +42,12 @@ def main(argv):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = image_ssl.resolved()
-    data, _, _ = image_ssl.load_data(settings, FLAGS.seed)
-    trainer = image_ssl.make_trainer(settings, data, FLAGS.seed, "none", verbose=False)
+    config = run_flags.from_flags()
+    if config.family != "image":
+        raise ConfigError(f"--dataset={config.data.dataset} has no images to show.")
+    config = config.replace(weighting="none")
+    data, _, _ = build.load_data(config)
+    trainer = build.make_trainer(config, data, verbose=False)
     batches = {**{k: v.numpy() for k, v in trainer.source.train_batch(FLAGS.step).items()},
                **{k: v.numpy() for k, v in trainer.source.outer_batch(FLAGS.step).items() if k == "val_x"}}
     n = FLAGS.per_row
@@ -55,9 +61,10 @@ def main(argv):
                 ax.imshow(images[col], interpolation="nearest")
             if col == 0:
                 ax.set_title(title, fontsize=7, loc="left")
-    fig.suptitle(f"{FLAGS.algorithm} on {FLAGS.dataset}: inputs at step {FLAGS.step} (seed {FLAGS.seed}); "
+    algorithm, dataset = config.algorithm.algorithm, config.data.dataset
+    fig.suptitle(f"{algorithm} on {dataset}: inputs at step {FLAGS.step} (seed {config.seed}); "
                  f"unlabeled columns are the same images", fontsize=8)
-    out = FLAGS.out.format(algorithm=FLAGS.algorithm, dataset=FLAGS.dataset)
+    out = FLAGS.out.format(algorithm=algorithm, dataset=dataset)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     print(f"inputs: {out}")

@@ -63,7 +63,8 @@ def permutation_p(d, *, seed=0):
     """
     d = np.asarray(d, np.float64)
     observed = abs(d.sum())  # sums, not means: same n in every pattern
-    # Rounding in differently-ordered sums must not break ties against the observed value.
+    # Rounding in differently-ordered sums must not break ties against the observed value; the
+    # tolerance is relative to the largest possible |sum|.
     threshold = observed - 1e-12 * np.abs(d).sum()
     if d.size <= EXACT_MAX_N:
         sums = np.zeros(1)

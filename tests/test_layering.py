@@ -14,6 +14,8 @@ ALLOWED = {
     "data": {"data"},
     "augment": {"augment"},
     "metrics": {"metrics"},
+    "stats": set(),
+    "fields": set(),
     "report": {"metrics", "report"},
 }
 

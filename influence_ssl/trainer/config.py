@@ -3,6 +3,7 @@ import dataclasses
 import json
 import math
 
+from influence_ssl.fields import DERIVED, option
 from influence_ssl.influence import DEFAULT_DAMPING, METHOD_OPTIONS, NORMALIZATIONS
 from influence_ssl.trainer.schedules import LR_SCHEDULES
 from influence_ssl.weights import PARAMETRIZATIONS
@@ -68,42 +69,59 @@ class TrainConfig:
     jit_compile: XLA-compile the θ update (loss, gradients, optimizer, EMA; not the batch sampling).
     """
 
-    steps: int = 1000
-    labeled_batch: int = 64
-    unlabeled_batch: int = 448
-    validation_batch: int = 1024
-    inner_steps: int = 100
-    weight_lr: float = 0.01
-    weight_init: float = 1.0
-    weight_warmup: int = 0
-    weighting: str = "per_example"
-    weight_optimizer: str = "madam"
-    influence: str = "exact"
-    influence_scope: str = "head"
-    influence_damping: float = DEFAULT_DAMPING
-    reverse_hypergradient: bool = False
-    binary_reparam: bool = False
-    hypergradient_normalization: str = "none"
-    weight_parametrization: str = "projection"
-    influence_view: str = "strong"
-    influence_target_temperature: float = 0.0
-    unlabeled_rampup: int = 0
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    lr_schedule: str = "constant"
-    lr_warmup: int = 0
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.0
-    weight_decay_on: str = "kernels"
-    clip_norm: float = 0.0
-    ema_decay: float = 0.0
-    ema_scope: str = "trainable"
-    mixed_precision: bool = False
-    jit_compile: bool = False
-    seed: int = 0
-    log_every: int = 100
-    eval_every: int = 500
-    checkpoint_every: int = 500
+    steps: int = option(1000, "θ training steps (FixMatch: 2^20 = 1024 epochs of 1024 steps; UDA: 400k).")
+    labeled_batch: int = option(64, "Labeled batch B (paper: 64).", flag="batch")
+    unlabeled_batch: int = option(448, "Unlabeled batch μ·B.", flag=DERIVED)
+    validation_batch: int = option(1024, "Validation batch V' of a Λ step (paper: 320).")
+    inner_steps: int = option(100, "θ steps per Λ step [N] (paper: 100 UDA, 512 FixMatch).")
+    weight_lr: float = option(0.01, "Step size of Λ [η] (paper: 0.01).")
+    weight_init: float = option(1.0, "Initial λ (paper: 5 for UDA, CIFAR-10, 250 labels; else 1).")
+    weight_warmup: int = option(0, "θ steps before the first Λ step (paper: 20k UDA, 1k IMDb).")
+    weighting: str = option("per_example", "per_example (ours), single (one learned λ, Fig. 4 left) or none "
+                            "(the base algorithm, fixed λ).", choices=WEIGHTING_MODES)
+    weight_optimizer: str = option("madam", "Optimizer of Λ: M-Adam (App. C), Adam or SGD (Fig. 4 centre).",
+                                   choices=WEIGHT_OPTIMIZERS)
+    influence: str = option("exact", "Inverse Hessian (Sec. 4.3): exact, identity, neumann or cg.",
+                            choices=INFLUENCE_METHODS)
+    influence_scope: str = option("head", "head (the paper's method: the classifier layer) or last_block (the "
+                                  "model's last block + head, by HVPs: the Sec. 4.3 baselines; use with "
+                                  "--influence=neumann|cg).", choices=INFLUENCE_SCOPES)
+    influence_damping: float = option(DEFAULT_DAMPING, "Damping of the influence's Hessian, relative to "
+                                      "mean(diag H).")
+    reverse_hypergradient: bool = option(False, "Control: flip the hypergradient's sign.")
+    binary_reparam: bool = option(False, "Two classes only: influence on one logit f with logits (f, -f) (App. D).")
+    hypergradient_normalization: str = option(
+        "none", "Variant (none = the paper): batch or class standardises the hypergradient over the batch or "
+        "within each pseudo-label class; example divides it by the example's gradient norm.", choices=NORMALIZATIONS)
+    weight_parametrization: str = option(
+        "projection", "Variant (projection = the paper): λ = softplus(φ) or 2·λ0·sigmoid(φ), φ stepped.",
+        choices=PARAMETRIZATIONS)
+    influence_view: str = option("strong", "Variant (strong = the paper): whose features make ∇ℓ_u in the "
+                                 "influence.", choices=INFLUENCE_VIEWS)
+    influence_target_temperature: float = option(
+        0.0, "Variant (0 = the algorithm's targets): the influence's targets are softmax(z_target / T) times the "
+        "mask (with Pseudo-Label's single view, T = 1 makes ∇ℓ_u vanish).")
+    unlabeled_rampup: int = option(0, "θ steps over which the unsupervised term ramps linearly to full weight.")
+    optimizer: str = option("adam", "θ optimizer: adam, sgd, TF1 momentum or nesterov (FixMatch, UDA; μ = 0.9), "
+                            "adamw (BERT's).", choices=THETA_OPTIMIZERS)
+    lr: float = option(1e-3, "θ learning rate (paper: 0.03 images, 2e-5 IMDb).")
+    lr_schedule: str = option("constant", "θ learning-rate schedule.", choices=LR_SCHEDULES)
+    lr_warmup: int = option(0, "θ steps of linear learning-rate warm-up.")
+    min_lr_ratio: float = option(0.0, "Floor of the decayed learning rate, as a share of --lr (UDA: 0.004).")
+    weight_decay: float = option(0.0, "L2 coefficient (FixMatch: kernels only; UDA: every variable; adamw: "
+                                 "decoupled decay).", flag="wd")
+    weight_decay_on: str = option("kernels", "What the L2 term decays: kernels (FixMatch) or all (UDA).",
+                                  choices=WEIGHT_DECAY_SCOPES)
+    clip_norm: float = option(0.0, "Global-norm clip of θ's gradient (0: off; UDA text: 1).")
+    ema_decay: float = option(0.0, "EMA decay of the evaluated weights (0: none).", flag="ema")
+    ema_scope: str = option("trainable", "EMA of the trainable variables (FixMatch) or all (UDA HEAD).",
+                            choices=EMA_SCOPES)
+    mixed_precision: bool = option(False, "θ step in float16 with float32 variables and loss scaling (GPU).")
+    jit_compile: bool = option(False, "XLA-compile the θ update (loss, gradients, optimizer, EMA).")
+    seed: int = option(0, "Seed of the split, the initialisation, the data order and augmentation.")
+    log_every: int = option(100, "Progress line every this many steps.")
+    eval_every: int = option(500, "Evaluate every this many steps (FixMatch: 1024 = 64 kimg).")
+    checkpoint_every: int = option(500, "Checkpoint every this many steps.")
 
     # Fields that may differ between a run and its resumption. Not `steps`: the cosine schedule and
     # UDA's TSA depend on it, so a longer or shorter resumed run would follow another schedule.

@@ -1,0 +1,119 @@
+"""RunConfig -> data, model, SSL algorithm, data source and Trainer: the one place a run is put together.
+
+Within a seed, the methods of a study differ only in their configuration: the split, the initialisation,
+the data order and the augmentations depend on (dataset sizes, seed) alone.
+"""
+import functools
+
+import tensorflow as tf
+import tf_keras as keras
+
+from influence_ssl import augment, models
+from influence_ssl import data as data_lib
+from influence_ssl.runs import text
+from influence_ssl.ssl import UDA, FixMatch, PseudoLabel
+from influence_ssl.trainer import ConfigError, InMemorySource, Trainer
+from influence_ssl.trainer.image_source import AugmentedImageSource
+from influence_ssl.trainer.text_source import PairedTextSource
+
+
+def check_inputs(config):
+    """ConfigError / DatasetNotFoundError / BertFolderError for a missing input folder, before anything is read."""
+    if config.family == "text":
+        text.check_inputs(config)
+
+
+def load_data(config):
+    """(SSLData, split or None, metadata) of config's seeded split. A split that does not fit the dataset is a
+    ConfigError; a missing TFDS dataset a DatasetNotFoundError; both before any model exists."""
+    d, seed = config.data, config.seed
+    if config.family == "2d":
+        data = data_lib.make_synthetic(d.dataset, seed, d.num_labeled, d.num_validation, d.num_unlabeled, d.num_test)
+        return data, None, {"dataset": d.dataset}
+    if config.family == "text":
+        return text.load_data(config)
+    try:
+        if d.ood:
+            dataset = data_lib.load_image_dataset(d.dataset, d.data_dir, with_extra=d.with_extra)
+            data = data_lib.ood_ssl_data(dataset, d.num_labeled, d.num_validation, seed,
+                                         ood_classes=list(d.ood_classes), ood_fraction=d.ood_fraction,
+                                         noise=d.ood_noise)
+            return data, None, dataset.metadata
+        return data_lib.image_ssl_data(d.dataset, d.num_labeled, d.num_validation, seed, data_dir=d.data_dir,
+                                       with_extra=d.with_extra, return_split=True)
+    except data_lib.SplitSizeError as e:
+        raise ConfigError(f"--num_labeled={d.num_labeled} with --num_validation={d.num_validation} does not fit "
+                          f"{d.dataset}: {e}") from None
+
+
+def make_algorithm(config):
+    a = config.algorithm
+    if a.algorithm == "fixmatch":
+        return FixMatch(a.confidence)
+    if a.algorithm == "uda":
+        return UDA(a.uda_softmax_temp, a.uda_confidence_thresh, a.tsa, total_steps=config.train.steps)
+    return PseudoLabel(a.confidence)
+
+
+def make_augmentations(config):
+    """(weak, strong, probe) of an image run. Only datasets whose class survives a mirror are flipped
+    (data.HORIZONTAL_FLIP: not SVHN, not digits). With CTAugment the strong view is CTA on top of the weak
+    view, and CTA's rates learn from labeled probes."""
+    flip = data_lib.flips_horizontally(config.data.dataset)
+    weak = functools.partial(augment.weak_augment_batch, flip=flip)
+    if config.algorithm.algorithm == "uda":
+        return weak, functools.partial(augment.strong_batch_uda, flip=flip), None
+    if config.algorithm.augment == "cta":
+        cta = augment.CTAugment()
+
+        def strong(images, seed):
+            weak_seed, cta_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            return cta.augment_batch(weak(images, weak_seed), cta_seed)
+
+        return weak, strong, cta
+    return weak, functools.partial(augment.strong_batch_fixmatch, flip=flip), None
+
+
+def make_source(config, data):
+    t = config.train
+    sizes = (t.labeled_batch, t.unlabeled_batch, t.validation_batch)
+    if config.family == "2d":
+        return InMemorySource(data, *sizes, seed=t.seed)
+    if config.family == "text":
+        return PairedTextSource(data, *sizes, t.seed)
+    weak, strong, probe = make_augmentations(config)
+    return AugmentedImageSource(data, *sizes, seed=t.seed, weak=weak, strong=strong, probe=probe)
+
+
+def make_model(config, data):
+    """The network, built under the 'mixed_float16' policy with --mixed_precision (the head in float32)."""
+    previous = keras.mixed_precision.global_policy()
+    if config.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return _network(config, data)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _network(config, data):
+    arch, seed = config.model.arch, config.seed
+    if arch == "mlp":
+        return models.two_layer_mlp(num_classes=data.num_classes, seed=seed)
+    if arch == "bert":
+        return text.make_model(config)
+    shape = data.labeled_x.shape[1:]
+    if arch == "small_cnn":
+        return models.small_cnn(data.num_classes, input_shape=shape, seed=seed)
+    variant = "uda" if config.algorithm.algorithm == "uda" else "fixmatch"
+    return models.wide_resnet_28_2(data.num_classes, variant=variant, input_shape=shape, seed=seed)
+
+
+def make_trainer(config, data, train_dir=None, verbose=True, strategy=None, callbacks=()):
+    """Everything one run needs. Build order: the source, then the model inside the strategy's scope."""
+    source = make_source(config, data)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = make_model(config, data)
+    return Trainer(model, make_algorithm(config), source, config.train, train_dir=train_dir, verbose=verbose,
+                   strategy=strategy, callbacks=callbacks)

@@ -1,0 +1,101 @@
+"""A study's results: per-method values over seeds, paired statistics (influence_ssl.stats, Holm across the
+rows of one table), and the learned weights' diagnostics; one JSON format for every study."""
+import numpy as np
+
+from influence_ssl import stats
+from influence_ssl.metrics import auroc, count_group_masks, mean_std, weight_diagnostics
+
+FORMAT = "influence_ssl.study/1"
+
+
+def method_values(per_seed, seeds, name, metric):
+    return [per_seed[s][name][1].get(metric, float("nan")) for s in seeds]
+
+
+def summarize_methods(per_seed, methods, seeds, metric):
+    """{name: {label, values, mean, std, chosen (overrides per seed), x, paper, diverged_seeds}}."""
+    out = {}
+    for m in methods:
+        values = method_values(per_seed, seeds, m.name, metric)
+        finite = [v for v in values if np.isfinite(v)]
+        mean, std = mean_std(finite) if finite else (float("nan"), float("nan"))
+        entry = {"label": m.label, "values": values, "mean": mean, "std": std,
+                 "chosen": [per_seed[s][m.name][0] for s in seeds]}
+        diverged = [s for s in seeds if "diverged" in per_seed[s][m.name][1]]
+        if diverged:
+            entry["diverged_seeds"] = diverged
+        if m.x is not None:
+            entry["x"] = m.x
+        if m.paper is not None:
+            entry["paper"] = list(m.paper)
+        out[m.name] = entry
+    return out
+
+
+def paired_table(summary, pairs):
+    """[(a, b)] -> {"a - b": paired statistics of a over b, with p_holm across these rows}. Seeds where either
+    method has no value (a diverged run) are left out of that row."""
+    rows = {}
+    for a, b in pairs:
+        x, y = np.asarray(summary[a]["values"], float), np.asarray(summary[b]["values"], float)
+        keep = np.isfinite(x) & np.isfinite(y)
+        if keep.sum() >= 1:
+            rows[f"{a} - {b}"] = stats.paired(x[keep], y[keep])
+    return stats.compare_table(rows)
+
+
+def pooled_weights(per_seed, seeds, name):
+    """The per-example arrays of method `name` over seeds, concatenated, with the seed of each row; None if a
+    seed has none (a diverged run)."""
+    arrays = [per_seed[s][name][2] for s in seeds]
+    if any(a is None for a in arrays):
+        return None
+    out = {key: np.concatenate([a[key] for a in arrays]) for key in arrays[0]}
+    out["seed"] = np.concatenate([np.full(len(a["lambda"]), s) for a, s in zip(arrays, seeds)])
+    return out
+
+
+def weight_report(pooled, seeds):
+    """How the learned λ relate to wrong pseudo-labels (pooled and per seed), split by how many Λ steps gave an
+    example a non-zero hypergradient, and to out-of-distribution examples where there are any."""
+    lam, wrong, groups = pooled["lambda"], pooled["wrong"], pooled["seed"]
+    out = {"weights": weight_diagnostics(lam, wrong, groups=groups), "weights_by_hypergradient_count": {}}
+    for name, inside in count_group_masks(pooled["counts"]).items():
+        entry = {"fraction": float(inside.mean())}
+        if inside.sum() >= 2:
+            entry.update(weight_diagnostics(lam[inside], wrong[inside], groups=groups[inside]))
+        out["weights_by_hypergradient_count"][name] = entry
+    ood = pooled["ood"]
+    if ood.any():
+        out["ood_fraction"] = float(ood.mean())
+        out["auroc_low_weight_vs_ood"] = auroc(-lam, ood)
+        out["auroc_low_weight_vs_ood_per_seed"] = [auroc(-lam[groups == s], ood[groups == s]) for s in seeds]
+        out["ood_share_lowest_5pct_per_seed"] = [lowest_share(lam[groups == s], ood[groups == s]) for s in seeds]
+    return out
+
+
+def lowest_share(lam, flags, fraction=0.05):
+    """The share of flagged rows among the `fraction` lowest λ (ties broken by row order)."""
+    k = max(1, int(round(fraction * len(lam))))
+    return float(np.asarray(flags)[np.argsort(lam, kind="stable")[:k]].mean())
+
+
+def format_methods(summary, seeds, metric):
+    """Plain text: one line per method (mean ± std in %, per seed)."""
+    width = max(len(n) for n in summary) + 2
+    lines = [f"{'method':<{width}} {metric + ' (%)':>24}   per seed ({', '.join(map(str, seeds))})"]
+    for name, entry in summary.items():
+        per_seed = " ".join(f"{100 * v:5.1f}" for v in entry["values"])
+        lines.append(f"{name:<{width}} {100 * entry['mean']:15.2f} ± {100 * entry['std']:5.2f}   {per_seed}")
+    return "\n".join(lines)
+
+
+def format_paired(table, scale=100.0):
+    """Plain text: one line per paired row: mean ± std, 95% CI, p (permutation), p_holm, wins/ties/losses."""
+    lines = []
+    for name, row in table.items():
+        lines.append(f"  {name}: {scale * row['mean']:+.2f} ± {scale * row['std']:.2f}, 95% CI "
+                     f"[{scale * row['ci_low']:+.2f}, {scale * row['ci_high']:+.2f}], p = {row['p_perm']:.3g}, "
+                     f"p_holm = {row['p_holm']:.3g}, wins {row['wins']} / ties {row['ties']} / losses "
+                     f"{row['losses']} -> {stats.verdict(row).split(' (')[0]}")
+    return "\n".join(lines)
