@@ -63,3 +63,24 @@ def from_flags(flag_values=FLAGS, defaults=None):
     config = presets.resolve(explicit)
     checks.check(config, explicit)
     return config
+
+
+# The presets shown in docs/cli.md, one column each.
+DOC_PRESETS = {"digits (default)": {}, "FixMatch, CIFAR-10": {"dataset": "cifar10", "algorithm": "fixmatch"},
+               "UDA, CIFAR-10": {"dataset": "cifar10", "algorithm": "uda"}, "2-D (Sec. 4.1)": {"dataset": "moons"},
+               "IMDb": {"dataset": "imdb"}}
+
+
+def markdown_table():
+    """The configuration flags as a Markdown table with each preset's value (docs/cli.md holds it; a test
+    keeps the two equal)."""
+    from influence_ssl.runs.config import value_of
+
+    resolved = {name: presets.resolve(explicit) for name, explicit in DOC_PRESETS.items()}
+    lines = ["| flag | " + " | ".join(DOC_PRESETS) + " | help |", "|---" * (len(DOC_PRESETS) + 2) + "|"]
+    for name, (_, field) in leaves().items():
+        values = " | ".join(f"`{value_of(config, name)!r}`" for config in resolved.values())
+        choices = field.metadata.get("choices")
+        help_text = field.metadata.get("help", "") + (f" One of: {', '.join(choices)}." if choices else "")
+        lines.append(f"| `--{name}` | {values} | {help_text.replace('|', '/')} |")
+    return "\n".join(lines)
