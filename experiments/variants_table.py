@@ -1,133 +1,116 @@
 r"""One table of hypergradient variants, each paired against the paper's method.
 
-Reads the JSONs of experiments.synthetic or experiments.compare runs that differ only in the variant flags
-(image_ssl.VARIANT_FLAGS, --influence_scope), the first one being the paper's method, and prints per variant:
-accuracy, ours − paper's ours, ours − the baseline (Pseudo-Label / base), ours − the single λ tuned on
-validation, the variant's reversed control − the baseline, and AUROC(−λ) for wrong pseudo-labels (and for OOD
-examples where the runs have them). Differences are paired per seed; only seeds present in every file count.
+Reads study JSONs of experiments.synthetic or experiments.compare (influence_ssl.study/1) that differ only in
+what they set away from the paper's hypergradient (influence_ssl.studies.report.describe), the first one being
+the paper's method, and gives per variant: the test error of ours, then the paired comparisons ours − the
+paper's ours, ours − the baseline (Pseudo-Label / base), ours − the single λ tuned on validation, the variant's
+reversed control − the baseline, and its per-seed AUROC(−λ → wrong pseudo-label) − the paper's method's; with
+AUROC(−λ) for wrong pseudo-labels and for OOD examples, and the OOD share among the lowest 5% of λ, where the
+runs have them. Differences are paired by seed; only seeds present in every file count. Every comparison gives
+mean ± std, the permutation p, wins/ties/losses and the verdict, Holm across the whole table.
 
-  python -m experiments.variants_table out/variants/moons_paper.json out/variants/moons_*.json \
-      [--markdown out/variants/moons.md]
+  python -m experiments.variants_table results/ood/ood_0.5.json results/variants/ood_0.5_*.json \
+      [--markdown out/variants/ood_0.5.md]
 """
-import json
 import os
 import sys
 
-import numpy as np
 from absl import flags
 
-from experiments import variant_flags
 from experiments.checks import run_main
-from influence_ssl.metrics import mean_std
-from influence_ssl.report import paired_difference
+from influence_ssl.studies.report import (
+    Pair,
+    ResultsError,
+    auroc_cell,
+    describe,
+    error_of,
+    load,
+    ood_share_cell,
+    render_markdown,
+    render_text,
+    table,
+)
+from influence_ssl.studies.results import FORMAT
 from influence_ssl.trainer import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("markdown", None, "Also write the table as Markdown here.")
 
-# Per results format: (the base algorithm's method, the tuned single λ's method).
-BASELINES = {"influence_ssl.synthetic/1": ("pseudo_label", "pseudo_label_tuned"),
-             "influence_ssl.compare/1": ("base", "tuned_single_lambda")}
+# Per study: (the base algorithm's method, the tuned single λ's method).
+BASELINES = {"synthetic": ("pseudo_label", "pseudo_label_tuned"), "compare": ("base", "tuned_single_lambda")}
 
 
-def load(path):
-    try:
-        with open(path) as f:
-            results = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"Cannot read {path}: {e}") from None
-    if results.get("format") not in BASELINES:
-        raise ConfigError(f"{path} has format {results.get('format')!r}; this table reads "
+def read(path):
+    results = load(path)
+    if not isinstance(results, dict) or results.get("format") != FORMAT or results.get("study") not in BASELINES:
+        what = results.get("format") if isinstance(results, dict) else None
+        study = results.get("study") if isinstance(results, dict) else None
+        raise ConfigError(f"{path} has format {what!r} (study {study!r}); this table reads {FORMAT} studies "
                           f"{', '.join(BASELINES)}.")
     return results
 
 
-def variant_name(results, path):
-    """The variant settings a run has away from the paper's method, or the file's name."""
-    return variant_flags.describe(results.get("flags", {})) or os.path.basename(path)
-
-
 def per_seed(results, method, seeds):
-    by_seed = dict(zip(results["seeds"], results["methods"][method]["test_accuracy"]))
-    return np.array([by_seed[s] for s in seeds])
+    by_seed = dict(zip(results["seeds"], results["methods"][method]["values"]))
+    return [by_seed[s] for s in seeds]
 
 
-def auroc_cell(results, key):
-    w = results.get("weights", {})
-    per = w.get(f"{key}_per_seed") if key.endswith("wrong") else results.get(f"{key}_per_seed")
-    pooled = w.get(key) if key.endswith("wrong") else results.get(key)
-    if pooled is None:
-        return "—"
-    if per:
-        mean, std = mean_std(per)
-        return f"{pooled:.3f} ({mean:.3f} ± {std:.3f})"
-    return f"{pooled:.3f}"
+def auroc_per_seed(results, seeds):
+    """AUROC(−λ → wrong) of ours per seed (weight_diagnostics lists them in sorted seed order), or None."""
+    per = results.get("weights", {}).get("auroc_low_weight_vs_wrong_per_seed")
+    if not per or len(per) != len(results["seeds"]):
+        return None
+    by_seed = dict(zip(sorted(results["seeds"]), per))
+    return [by_seed[s] for s in seeds]
 
 
-def auroc_diff_cell(results, paper):
-    """Per-seed AUROC(−λ → wrong) minus the paper's method's on the same seed: mean ± std (higher on n of N).
-    Each run's wrong pseudo-labels come from its own final model, so the two sets differ somewhat."""
-    a = results.get("weights", {}).get("auroc_low_weight_vs_wrong_per_seed")
-    b = paper.get("weights", {}).get("auroc_low_weight_vs_wrong_per_seed")
-    if not a or not b or len(a) != len(b) or results["seeds"] != paper["seeds"]:
-        return "—"
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    mean, std = mean_std(d)
-    return f"{mean:+.3f} ± {std:.3f} (higher on {int((d > 0).sum())}/{len(d)})"
-
-
-def diff_cell(a, b):
-    d = paired_difference(a, b)
-    return f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f} ({d['wins']}/{d['ties']}/{d['losses']})"
-
-
-def table(paths):
-    runs = [(path, load(path)) for path in paths]
-    formats = {r["format"] for _, r in runs}
-    if len(formats) != 1:
-        raise ConfigError(f"Mixed result formats {sorted(formats)}: give runs of one experiment.")
-    base, tuned = BASELINES[formats.pop()]
+def build(paths):
+    runs = [(path, read(path)) for path in paths]
+    studies = {r["study"] for _, r in runs}
+    if len(studies) != 1:
+        raise ConfigError(f"Mixed studies {sorted(studies)}: give runs of one experiment.")
+    base, tuned = BASELINES[studies.pop()]
     seeds = sorted(set.intersection(*(set(r["seeds"]) for _, r in runs)))
     if not seeds:
         raise ConfigError("The files share no seed: nothing can be paired.")
-    paper = per_seed(runs[0][1], "ours", seeds)
-    header = ["variant", "ours (%)", "− paper's ours", f"− {base}", f"− {tuned}", f"reversed − {base}",
-              "AUROC(−λ → wrong) pooled (per seed)", "AUROC(−λ → OOD)", "AUROC(wrong) − paper's, per seed"]
+    paper = runs[0][1]
+    paper_ours, paper_auroc = per_seed(paper, "ours", seeds), auroc_per_seed(paper, seeds)
     rows = []
-    for path, r in runs:
-        ours = per_seed(r, "ours", seeds)
-        mean, std = mean_std(ours)
-        rows.append([variant_name(r, path) if rows else f"paper's method ({os.path.basename(path)})",
-                     f"{100 * mean:.2f} ± {100 * std:.2f}",
-                     "—" if not rows else diff_cell(ours, paper),
-                     diff_cell(ours, per_seed(r, base, seeds)),
-                     diff_cell(ours, per_seed(r, tuned, seeds)) if tuned in r["methods"] else "—",
-                     diff_cell(per_seed(r, "ours_reversed", seeds), per_seed(r, base, seeds)),
-                     auroc_cell(r, "auroc_low_weight_vs_wrong"), auroc_cell(r, "auroc_low_weight_vs_ood"),
-                     "—" if not rows else auroc_diff_cell(r, runs[0][1])])
-    note = (f"{len(seeds)} paired seeds ({', '.join(map(str, seeds))}); differences in accuracy points, "
-            "mean ± std over seeds (wins/ties/losses).")
-    return header, rows, note
-
-
-def markdown(header, rows, note):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines + ["", note])
+    for i, (path, r) in enumerate(runs):
+        name = (f"paper's method ({os.path.basename(path)})" if i == 0
+                else describe(r["config"]) or os.path.basename(path))
+        ours, w = per_seed(r, "ours", seeds), r.get("weights", {})
+        rows.append([name, "ours: test error (%)", error_of(ours),
+                     auroc_cell(w.get("auroc_low_weight_vs_wrong"), w.get("auroc_low_weight_vs_wrong_per_seed")),
+                     auroc_cell(r.get("auroc_low_weight_vs_ood"), r.get("auroc_low_weight_vs_ood_per_seed")),
+                     ood_share_cell(r), None])
+        pairs = [("ours − paper's ours", Pair(ours, paper_ours, "paper's ours")) if i else None,
+                 (f"ours − {base}", Pair(ours, per_seed(r, base, seeds), base)),
+                 (f"ours − {tuned}", Pair(ours, per_seed(r, tuned, seeds), tuned)) if tuned in r["methods"] else None,
+                 (f"reversed − {base}", Pair(per_seed(r, "ours_reversed", seeds), per_seed(r, base, seeds), base))]
+        auroc = auroc_per_seed(r, seeds)
+        if i and auroc and paper_auroc:
+            pairs.append(("AUROC(−λ → wrong) − paper's (AUROC, not points)",
+                          Pair(auroc, paper_auroc, "paper's AUROC", scale=1.0)))
+        rows += [[name, label, "", "", "", "", pair] for label, pair in filter(None, pairs)]
+    return table("Hypergradient variants against the paper's method",
+                 ["variant", "row", "measured", "AUROC(−λ → wrong) pooled (per seed)", "AUROC(−λ → OOD)",
+                  "OOD among the lowest 5% of λ"], rows,
+                 [f"{len(seeds)} paired seeds ({', '.join(map(str, seeds))}). Each variant's wrong pseudo-labels "
+                  "come from its own final model, so the AUROC difference compares somewhat different sets."])
 
 
 def main(argv):
     paths = argv[1:]
-    if len(paths) < 1:
+    if not paths:
         raise ConfigError("Give the paper's-method JSON first, then the variants' JSONs.")
-    header, rows, note = table(paths)
-    text = markdown(header, rows, note)
-    print(text)
+    result = build(paths)
+    print(render_text(result))
     if FLAGS.markdown:
         with open(FLAGS.markdown, "w") as f:
-            f.write(text + "\n")
+            f.write(render_markdown(result))
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, ResultsError)
     sys.exit(0)

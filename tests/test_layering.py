@@ -16,7 +16,6 @@ ALLOWED = {
     "metrics": {"metrics"},
     "stats": set(),
     "fields": set(),
-    "report": {"metrics", "report"},
 }
 
 

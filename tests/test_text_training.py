@@ -4,6 +4,7 @@ import importlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -104,7 +105,8 @@ def fake_text_data(seed=0, length=12, labeled=8, unlabeled=48, validation=8):
         return x
 
     return TextSSLData(name="imdb", num_classes=2, labeled_x=ids(labeled), labeled_y=np.arange(labeled) % 2,
-                       unlabeled_x=ids(unlabeled), unlabeled_ids=np.arange(unlabeled), unlabeled_true_y=np.zeros(unlabeled, int),
+                       unlabeled_x=ids(unlabeled), unlabeled_ids=np.arange(unlabeled),
+                       unlabeled_true_y=np.zeros(unlabeled, int),
                        val_x=ids(validation), val_y=np.arange(validation) % 2, test_x=ids(4), test_y=np.zeros(4, int),
                        unlabeled_aug_x=ids(unlabeled))
 
@@ -174,7 +176,8 @@ def test_training_through_the_command_line_with_weights(text_inputs, tmp_path):
     assert len(split["labeled"]) == 20 and len(split["validation"]) == 20
     # what experiments.report needs to place the run in Table 2
     assert results["format"] == "influence_ssl.run/1"
-    assert (results["run"]["dataset"], results["run"]["weighting"], results["run"]["flags"]["max_seq_length"]) == \
+    run = results["run_config"]
+    assert (run["data"]["dataset"], run["train"]["weighting"], run["text"]["max_seq_length"]) == \
         ("imdb", "per_example", 32)
 
 
@@ -184,19 +187,22 @@ def test_compare_runs_base_ours_and_the_control_on_imdb(text_inputs, tmp_path):
         [sys.executable, "-m", "experiments.compare", "--algorithm=uda", "--dataset=imdb", f"--bert_dir={bert_dir}",
          f"--imdb_dir={imdb_dir}", f"--text_cache_dir={cache}", "--aug=tf_idf-0.2", "--max_seq_length=32",
          "--batch=4", "--uratio=2", "--inner_steps=2", "--weight_warmup=2", "--binary_reparam", "--eval_every=4",
-         "--log_every=4", "--checkpoint_every=4", "--steps=4", "--seeds=1", f"--json_out={tmp_path}/c.json"],
+         "--log_every=4", "--checkpoint_every=4", "--steps=4", "--seeds=1", f"--json_out={tmp_path}/c.json",
+         f"--run_cache={tmp_path}/runs"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "c.json").read_text())
-    assert set(data["methods"]) == {"base", "ours", "ours_reversed"} and data["dataset"] == "imdb"
-    assert data["flags"]["max_seq_length"] == 32
+    assert set(data["methods"]) == {"base", "ours", "ours_reversed"} and data["config"]["data"]["dataset"] == "imdb"
+    assert data["config"]["text"]["max_seq_length"] == 32
     # The diagnostics cover the 60 labeled-train reviews of the unlabeled set, not the 8 unsup ones (no label).
     assert 0.0 <= data["weights"]["wrong_pseudo_label_rate_all"] <= 1.0
     report = subprocess.run([sys.executable, "-m", "experiments.report", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr[-2000:]
-    table2 = report.stdout.split("Table 2")[1].split("Table 3")[0]  # placed in Table 2, not Table 1
+    # Placed in Table 2, not Table 1, with its paired comparison (one seed: p = 1); the run cache is skipped.
+    table2 = report.stdout.split("Table 2")[1].split("Table 3")[0]
     assert "IMDb, 32 tokens (compare)" in table2 and "imdb" not in report.stdout.split("Table 2")[0]
+    assert re.search(r"\nOurs\s+IMDb, 32 tokens \(compare\).*\s+base\s+[+-]\d+\.\d\d ± 0\.00\s+1\s+", table2)
 
 
 @pytest.fixture()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The OOD sweep: FixMatch on digits, classes 6-9 held out of the labeled, validation and
 # test sets and put into the unlabeled set at fraction F; 10 paired seeds of base, ours, reversed and a single
-# λ tuned on validation per setting. Each finished seed is saved under results/ood/ (tracked: a sweep spans
-# sessions, and a session's out/ does not survive it); a restart skips saved seeds.
+# λ tuned on validation per setting. The study JSONs go to results/ood/, every run to the run cache results/runs/
+# (both tracked: see lib.sh); a restart reads the finished runs from the cache.
 # Run from the repository root (better: from a worktree frozen at one commit, since AutoGraph re-reads the
 # source while a sweep runs):  bash experiments/sweeps/ood_digits.sh
 # Two lanes run side by side (see lib.sh); the measured time per seed is in BUILD_NOTES.md.

@@ -1,0 +1,193 @@
+"""experiments.report and influence_ssl.studies.report on hand-made result JSONs: which JSONs are read or
+refused, the run names, the comparison columns (one Holm family per table; a study's own rows only where a
+table is exactly them) and the tables the report places each result in."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from influence_ssl.runs.config import RunConfig
+from influence_ssl.studies import report
+from influence_ssl.studies import results as results_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Six seeds whose differences are all positive: the exact sign-flip p is 2 / 2^6 = 0.03125.
+A6 = [0.80, 0.90, 0.70, 0.85, 0.75, 0.95]
+B6 = [a - d for a, d in zip(A6, [0.01, 0.03, 0.02, 0.01, 0.02, 0.03])]
+
+
+def study(kind, methods, pairs, config=None, **extra):
+    """A study JSON as the runner writes it (stored paired rows by results.paired_table)."""
+    n = len(next(iter(methods.values())))
+    summary = {name: {"label": name, "values": list(v), "mean": float(np.mean(v)),
+                      "std": float(np.std(v, ddof=1)), "chosen": [{}] * n} for name, v in methods.items()}
+    return {"format": results_lib.FORMAT, "study": kind, "seeds": list(range(n)), "metric": "test_accuracy",
+            "methods": summary, "paired": results_lib.paired_table(summary, pairs),
+            "config": json.loads(RunConfig().replace(**(config or {})).dumps()), **extra}
+
+
+def write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_describe_names_what_a_config_sets_away_from_the_papers_hypergradient():
+    assert report.describe(RunConfig().to_dict()) == ""
+    assert report.describe(RunConfig().replace(weight_init=3.0, dataset="moons").to_dict()) == ""
+    changed = RunConfig().replace(influence="cg", influence_scope="last_block", hypergradient_normalization="class")
+    assert report.describe(changed.to_dict()) == "hypergradient_normalization=class, influence=cg, " \
+                                                 "influence_scope=last_block"
+
+
+def test_comparison_columns_by_hand():
+    t = report.table("t", ["row"], [["ours", report.Pair(A6, B6, "base")]])
+    # Differences 1, 3, 2, 1, 2, 3 points: mean 2, sample std sqrt(4 / 5) = 0.89; 6 wins; alone in its table.
+    vs, diff, p, wtl, verdict = t.rows[0][1:]
+    assert (vs, diff, p, wtl) == ("base", "+2.00 ± 0.89", "0.0312", "6/0/0")
+    assert verdict.startswith("beyond noise (+2.00, 95% CI [+") and verdict.endswith("p_holm = 0.03)")
+    assert "Holm across this table's 1 comparisons" in t.notes[-1]
+    # Two such comparisons in one table: Holm doubles the smaller p, 0.0625, no longer below 0.05.
+    t = report.table("t", ["row"], [["a", report.Pair(A6, B6, "base")], ["b", report.Pair(A6, B6, "base")],
+                                    ["no comparison", None]])
+    assert [r[3] for r in t.rows[:2]] == ["0.0312"] * 2 and t.rows[2][1:] == [""] * 5
+    for row in t.rows[:2]:
+        assert row[5].startswith("no detectable difference (+2.00") and row[5].endswith("p_holm = 0.06)")
+    nan = report.table("t", ["row"], [["x", report.Pair([float("nan")], [0.5], "base")]])
+    assert nan.rows[0][1:3] == ["base", "—"]
+
+
+def test_a_studys_own_rows_are_used_only_where_the_table_is_exactly_them():
+    s = study("compare", {"base": B6, "ours": A6, "ours_reversed": B6}, [("ours", "base"), ("ours_reversed", "base")])
+    s["paired"]["ours - base"] = {**s["paired"]["ours - base"], "p_perm": 0.25, "p_holm": 0.5}  # a sentinel
+    both = [report.study_pair(s, "ours", "base"), report.study_pair(s, "ours_reversed", "base")]
+    assert report.holm_family(both)[0]["p_holm"] == 0.5
+    # One of the two rows only, or the same rows from two files: computed here, Holm over the table's rows.
+    assert report.holm_family(both[:1])[0]["p_holm"] == pytest.approx(0.03125)
+    other = study("compare", {"base": B6, "ours": A6}, [("ours", "base")])
+    family = report.holm_family([both[0], report.study_pair(other, "ours", "base")])
+    assert [r["p_perm"] for r in family] == pytest.approx([0.03125] * 2)
+    assert [r["p_holm"] for r in family] == pytest.approx([0.0625] * 2)
+
+
+def test_study_rows_pair_each_method_as_the_study_did_and_add_its_other_comparisons():
+    s = study("compare", {"base": B6, "ours": A6, "tuned_single_lambda": B6},
+              [("ours", "base"), ("tuned_single_lambda", "base"), ("ours", "tuned_single_lambda")])
+    s["methods"]["tuned_single_lambda"]["lambda_per_seed"] = [3, 0.3, 1, 1, 3, 3]
+    rows = report.study_rows(s, "digits", note="f.json")
+    assert [r[0] for r in rows] == ["base", "ours", "tuned_single_lambda", "ours − tuned_single_lambda"]
+    assert [r[-1].against if r[-1] else None for r in rows] == [None, "base", "base", "tuned_single_lambda"]
+    assert rows[0][4] == "f.json" and rows[2][4] == "λ chosen per seed 3, 0.3, 1, 1, 3, 3"
+    assert rows[1][2] == f"{100 * (1 - np.mean(A6)):.2f} ± {100 * np.std(A6, ddof=1):.2f}"
+
+
+def test_which_jsons_are_read_skipped_or_refused(tmp_path):
+    run = {"format": "influence_ssl.run/1", "test_accuracy": 0.9, "run_config": RunConfig().to_dict()}
+    assert report.kind_of("r.json", run) == "run"
+    assert report.kind_of("s.json", study("ablation_influence", {"base": B6}, [])) == "ablation"
+    for skipped in [{"steps": 3}, {"key": {}, "record": {"test_accuracy": 0.9}}, [1, 2]]:  # config, run cache, list
+        assert report.kind_of("x.json", skipped) is None
+    refused = [({"format": "influence_ssl.compare/1", "methods": {}}, "does not read"),
+               ({**study("compare", {"base": B6}, []), "study": "tuning"}, "study 'tuning'"),
+               ({"format": "influence_ssl.run/1", "test_accuracy": 0.9, "run": {}}, "without run_config"),
+               ({"methods": {"base": {}}}, "older format")]
+    for data, message in refused:
+        with pytest.raises(report.ResultsError, match=message):
+            report.kind_of("x.json", data)
+    write(tmp_path / "a" / "config.json", {"steps": 3})
+    write(tmp_path / "b" / "results.json", run)
+    assert list(report.collect(str(tmp_path))) == ["run"]
+
+
+def run_report(args):
+    return subprocess.run([sys.executable, "-m", "experiments.report", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"format": "influence_ssl.synthetic/1", "methods": {}}, "does not read"),
+    ({"format": "influence_ssl.run/1", "test_accuracy": 0.9, "run": {}}, "without run_config"),
+])
+def test_the_report_stops_on_an_unknown_or_older_format_with_one_line(tmp_path, content, message):
+    write(tmp_path / "sub" / "config.json", {"steps": 3})  # not a result: skipped
+    write(tmp_path / "sub" / "r.json", content)
+    r = run_report([str(tmp_path)])
+    assert r.returncode == 2 and message in r.stderr and "r.json" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def section(text, title, end=None):
+    part = text.split(title, 1)[1]
+    return part.split(end, 1)[0] if end else part
+
+
+def test_the_report_places_every_result_in_its_table(tmp_path):
+    ood = {"dataset": "digits", "algorithm": "fixmatch", "num_labeled": 50, "ood_classes": (6, 7, 8, 9)}
+    for seed, accuracy in [(1, 0.95), (2, 0.96)]:  # two GPU runs of one Table 1 cell, and a reversed control
+        write(tmp_path / f"gpu{seed}" / "results.json", {
+            "format": "influence_ssl.run/1", "test_accuracy": accuracy, "run_config": RunConfig().replace(
+                dataset="cifar10", algorithm="uda", weighting="per_example", num_labeled=4000, seed=seed).to_dict()})
+    write(tmp_path / "gpu_rev" / "results.json", {
+        "format": "influence_ssl.run/1", "test_accuracy": 0.5, "run_config": RunConfig().replace(
+            dataset="cifar10", algorithm="uda", num_labeled=4000, reverse_hypergradient=True).to_dict()})
+    write(tmp_path / "cpu.json", study("compare", {"base": B6, "ours": A6}, [("ours", "base")],
+                                       {"dataset": "digits", "algorithm": "fixmatch", "num_labeled": 50}))
+    write(tmp_path / "imdb.json", study("compare", {"base": B6, "ours": A6}, [("ours", "base")],
+                                        {"dataset": "imdb", "algorithm": "uda", "max_seq_length": 32}))
+    sensitivity = study("ablation_sensitivity", {"base": B6, "N=10,eta=0.04": A6}, [("N=10,eta=0.04", "base")],
+                        {"dataset": "moons", "algorithm": "pseudo_label", "num_labeled": 10}, ablation="sensitivity")
+    for name, entry in sensitivity["methods"].items():
+        entry["validation_accuracy"] = [0.9, 0.8, 0.9, 0.8, 0.9, 0.8] if name == "base" else [0.97] * 6
+        entry["validation_accuracy_mean"] = float(np.mean(entry["validation_accuracy"]))
+    sensitivity["methods"]["N=10,eta=0.04"]["paper"] = [100, 0.01]
+    write(tmp_path / "ablations" / "sensitivity.json", sensitivity)
+    write(tmp_path / "moons.json", study("synthetic", {"pseudo_label": B6, "ours": A6}, [("ours", "pseudo_label")],
+                                         {"dataset": "moons"}, weights={"auroc_low_weight_vs_wrong": 0.71}))
+    shares = {"ood_fraction": 0.5, "ood_share_lowest_5pct_per_seed": [0.8, 0.9, 1.0, 0.8, 0.9, 1.0],
+              "auroc_low_weight_vs_ood": 0.8, "auroc_low_weight_vs_ood_per_seed": [0.8] * 6}
+    ood_runs = {"z_paper": ({"ood_fraction": 0.5}, shares), "a_weak": ({"ood_fraction": 0.5, "influence_view": "weak"},
+                                                                     shares),
+                "b_lambda3": ({"ood_fraction": 0.5, "weight_init": 3.0}, shares), "c_zero": ({"ood_fraction": 0.0}, {}),
+                "d_noise": ({"ood_fraction": 0.5, "ood_classes": (), "ood_noise": True}, shares)}
+    for name, (changes, extra) in ood_runs.items():
+        write(tmp_path / "ood" / f"{name}.json", study(
+            "compare", {"base": B6, "ours": A6, "tuned_single_lambda": B6},
+            [("ours", "base"), ("tuned_single_lambda", "base"), ("ours", "tuned_single_lambda")],
+            {**ood, **changes}, **extra))
+    write(tmp_path / "sec44.json", {"format": "influence_ssl.sec44/1", "settings": {"device": "cpu"},
+                                    "per_example_gradients": {"loop_vs_fast": 12.5}})
+    r = run_report([str(tmp_path), f"--markdown={tmp_path}/md/report.md"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout
+    table1 = section(out, "Table 1", "Table 2")
+    # The two GPU seeds in their paper cell (the reversed run left out): errors 5, 4 -> 4.50 ± 0.71.
+    assert re.search(r"Ours \(UDA\)\s+cifar10, 4000 labels\s+4\.75 ± 0\.28\s+4\.50 ± 0\.71\s+2", table1)
+    cpu = next(line for line in table1.splitlines() if line.startswith("ours (FixMatch)"))
+    assert "CPU digits, 50 labels" in cpu and "6/0/0" in cpu and "beyond noise (+2.00" in cpu  # one comparison
+    assert "imdb" not in table1.lower() and "OOD" not in table1
+    assert "IMDb, 32 tokens (compare)" in section(out, "Table 2", "Table 3")
+    table3 = section(out, "Table 3", "Fig. 3")
+    assert re.search(r"N=10,eta=0\.04\s+moons, 10 labels \(pseudo_label\)\s+3\.42\s+3\.00 ± 0\.00", table3)
+    assert "12.50" in section(out, "Sec. 4.4")
+    synthetic = section(out, "Sec. 4.1", "Beyond the paper")
+    assert re.search(r"AUROC\(−λ → wrong pseudo-label\)\s+moons\s+0\.710", synthetic)
+    assert "beyond noise (+2.00" in synthetic
+    robustness = section(out, "Beyond the paper")
+    setting = "digits, 50% OOD unlabeled (classes 6,7,8,9 held out)"
+    named = ["digits, 0% OOD unlabeled (classes 6,7,8,9 held out)", setting, f"{setting} [influence_view=weak]",
+             f"{setting} [λ0=3]", "digits, 50% OOD unlabeled (noise images)"]
+    assert [robustness.index(n + "  ") for n in named] == sorted(robustness.index(n + "  ") for n in named)
+    share = [line for line in robustness.splitlines() if line.startswith("OOD share among the lowest 5% of λ")]
+    assert len(share) == 4 and all("90.0 ± 8.9% of the lowest 5% λ vs 50.0% of all" in line for line in share)
+    assert "per seed 80%, 90%, 100%, 80%, 90%, 100%" in share[0]
+    # 5 files x 3 comparisons in one Holm family: p = 0.0312 each, none beyond noise.
+    compared = [line for line in robustness.splitlines() if "6/0/0" in line]
+    assert len(compared) == 5 * 2 and all("0.0312" in line and "no detectable difference" in line
+                                          for line in compared)
+    assert "Holm across this table's 15 comparisons" in robustness
+    markdown = (tmp_path / "md" / "report.md").read_text()
+    assert "(ablate_sensitivity_moons.png)" in markdown and (tmp_path / "md" / "ablate_sensitivity_moons.png").exists()
