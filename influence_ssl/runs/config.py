@@ -141,22 +141,33 @@ LAMBDA_STEP_FIELDS = ("inner_steps", "weight_lr", "weight_warmup", "weight_optim
                       "weight_parametrization", "influence_view", "influence_target_temperature")
 
 
+# Part of every hash: raise it when a change of the code changes what an existing configuration computes, so
+# that cached runs of the old code are not read as runs of the new.
+CACHE_VERSION = 1
+
+
 def config_hash(config):
     """A short stable name of everything that decides a run's result (the cache key)."""
-    text = json.dumps(hashed_values(config), sort_keys=True)
+    text = json.dumps({"version": CACHE_VERSION, "values": hashed_values(config)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def hashed_values(config):
-    """The configuration as a JSON-able dict of what decides the run's result. A run without learned weights
-    has its Λ-step fields at their defaults: the base run of a study of a hypergradient variant is the base
-    run of the paper's method."""
-    values = json.loads(json.dumps(config.to_dict(), default=list))
-    for section, name in NOT_HASHED:
-        values[section].pop(name, None)
-    if config.train.weighting == "none":
-        defaults = dataclasses.asdict(TrainConfig())
-        values["train"].update({name: defaults[name] for name in LAMBDA_STEP_FIELDS})
+    """{flag: value} of the leaves that decide the run's result and differ from RunConfig's defaults (a field
+    added later at a default that keeps the old behaviour leaves every hash as it was). A run without learned
+    weights has its Λ-step fields at their defaults: the base run of a study of a hypergradient variant is the
+    base run of the paper's method."""
+    default = RunConfig()
+    values = {}
+    for name, (section, field) in leaves().items():
+        if (section, field.name) in NOT_HASHED:
+            continue
+        if config.train.weighting == "none" and section == "train" and field.name in LAMBDA_STEP_FIELDS:
+            continue
+        value = value_of(config, name)
+        if value != value_of(default, name):
+            values[name] = list(value) if isinstance(value, tuple) else value
+    values["unlabeled_batch"] = config.train.unlabeled_batch  # derived, no flag of its own
     return values
 
 
