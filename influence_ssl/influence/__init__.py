@@ -5,6 +5,7 @@ Math layer: imports nothing else from influence_ssl.
 from influence_ssl.influence.block import BLOCK_METHOD_OPTIONS, block_weight_gradients
 from influence_ssl.influence.hypergradient import DEFAULT_DAMPING, METHOD_OPTIONS, last_layer_weight_gradients
 from influence_ssl.influence.last_layer import hessian, hessian_vector_product, per_example_gradients
+from influence_ssl.influence.losses import soft_cross_entropy
 from influence_ssl.influence.normalization import NORMALIZATIONS, head_gradient_norms, normalize_hypergradient
 from influence_ssl.influence.solvers import (
                                              HessianFactorizationError,
@@ -20,4 +21,5 @@ __all__ = [
     "hessian", "hessian_vector_product", "per_example_gradients",
     "NORMALIZATIONS", "head_gradient_norms", "normalize_hypergradient",
     "cholesky_solve", "conjugate_gradient", "neumann_solve", "power_iteration",
+    "soft_cross_entropy",
 ]
