@@ -28,8 +28,8 @@ from influence_ssl.data import text as text_data
 from influence_ssl.models.bert import BertFolderError, bert_classifier, bert_folder_format, load_bert
 from influence_ssl.ssl import UDA
 from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
+from influence_ssl.trainer.distribution import worker_role
 from influence_ssl.trainer.text_source import PairedTextSource
-from influence_ssl.trainer.trainer import worker_role
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("bert_dir", None, "IMDb: BERT folder, Google's uncased_L-12_H-768_A-12 (bert_config.json, "

@@ -20,7 +20,7 @@ from experiments import diagnostics, image_ssl, quiet_absl_info, text_ssl
 from experiments.checks import run_main, writable_dir
 from influence_ssl.data import DatasetNotFoundError, save_split
 from influence_ssl.trainer import CheckpointError, TrainingDiverged
-from influence_ssl.trainer.trainer import worker_role
+from influence_ssl.trainer.distribution import worker_role
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("seed", 1, "Seed of the split, the initialisation, the data order and augmentation.")

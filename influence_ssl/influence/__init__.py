@@ -1,6 +1,7 @@
-"""Influence-function hypergradients of a classifier (last) layer: dL_val / d(per-example weight).
+"""Influence-function hypergradients of a classifier (last) layer: dL_val / d(per-example weight), and the
+Λ step of Alg. 1 built on them (weight_step).
 
-Math layer: imports nothing else from influence_ssl.
+Math layer: imports only the other math parts of influence_ssl (pergrad, optimizers, weights).
 """
 from influence_ssl.influence.block import BLOCK_METHOD_OPTIONS, block_weight_gradients
 from influence_ssl.influence.hypergradient import DEFAULT_DAMPING, METHOD_OPTIONS, last_layer_weight_gradients
@@ -14,6 +15,13 @@ from influence_ssl.influence.solvers import (
                                              neumann_solve,
                                              power_iteration,
 )
+from influence_ssl.influence.weight_step import (
+                                                 InfluenceOptions,
+                                                 MissingSSLOutput,
+                                                 apply_weight_step,
+                                                 block_parameters,
+                                                 hypergradient,
+)
 
 __all__ = [
     "BLOCK_METHOD_OPTIONS", "block_weight_gradients",
@@ -22,4 +30,5 @@ __all__ = [
     "NORMALIZATIONS", "head_gradient_norms", "normalize_hypergradient",
     "cholesky_solve", "conjugate_gradient", "neumann_solve", "power_iteration",
     "soft_cross_entropy",
+    "InfluenceOptions", "MissingSSLOutput", "apply_weight_step", "block_parameters", "hypergradient",
 ]
