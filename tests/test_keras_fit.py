@@ -11,10 +11,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from influence_ssl.data import make_synthetic
+from influence_ssl.influence import InfluenceOptions
 from influence_ssl.models import two_layer_mlp
 from influence_ssl.optimizers import MaskedAdam
 from influence_ssl.ssl import PseudoLabel
-from influence_ssl.trainer import WeightedSSLModel, ssl_dataset
+from influence_ssl.trainer import ConfigError, WeightedSSLModel, ssl_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -183,3 +184,15 @@ def test_terminate_on_nan_stops_a_run_whose_hypergradient_diverged():
     assert int(model.bad_step.numpy()) == 10
     np.testing.assert_array_equal(model.example_weights.to_numpy(), 1.0)  # the bad step was not applied
     assert np.isnan(history.history["loss"][-1])
+
+
+def test_an_influence_that_cannot_run_is_refused_before_training():
+    with pytest.raises(ValueError, match="scope='everything' is not one of head, last_block"):
+        InfluenceOptions(scope="everything")
+    backbone = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(4)])  # names no last block
+    head = keras.layers.Dense(2)
+    head.build((None, 4))
+    data = make_synthetic("moons", 0, num_unlabeled=10, num_test=10)
+    with pytest.raises(ConfigError, match="does not name a last block"):
+        WeightedSSLModel((backbone, head), PseudoLabel(), (data.val_x, data.val_y), 10,
+                         influence=InfluenceOptions(method="cg", scope="last_block"))

@@ -17,10 +17,13 @@ import dataclasses
 import tensorflow as tf
 
 from influence_ssl.influence.block import block_weight_gradients
-from influence_ssl.influence.hypergradient import DEFAULT_DAMPING, last_layer_weight_gradients
+from influence_ssl.influence.hypergradient import DEFAULT_DAMPING, METHOD_OPTIONS, last_layer_weight_gradients
 from influence_ssl.influence.losses import soft_cross_entropy
-from influence_ssl.influence.normalization import head_gradient_norms, normalize_hypergradient
+from influence_ssl.influence.normalization import NORMALIZATIONS, head_gradient_norms, normalize_hypergradient
 from influence_ssl.pergrad import per_example_gradients
+
+SCOPES = ("head", "last_block")
+VIEWS = ("strong", "weak")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,10 @@ class InfluenceOptions:
     solver: dict = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        for name, allowed in (("method", tuple(METHOD_OPTIONS)), ("scope", SCOPES), ("normalization", NORMALIZATIONS),
+                              ("view", VIEWS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"InfluenceOptions.{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
         solver = {} if self.method == "identity" else {"damping": self.damping}
         if self.method == "exact":
             solver["check_factorization"] = False  # a failed factorization gives NaNs: the step is skipped
