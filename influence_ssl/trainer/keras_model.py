@@ -111,12 +111,11 @@ class WeightedSSLModel(keras.Model):
         alg1 = self.alg1
         metrics = alg1.theta_update(batch)
         alg1.step.assign_add(1)
-        if alg1.weighted:
-            step = alg1.step.read_value()
-            metrics.update(tf.cond(
-                alg1.is_outer_step(step),
-                lambda: alg1.outer_update({**batch, **self.validation_batch(step // alg1.inner_steps)}),
-                lambda: {"hypergradient_abs_mean": tf.zeros([]), "lambda_step_abs_mean": tf.zeros([])}))
+        step = alg1.step.read_value()
+        metrics.update(tf.cond(
+            alg1.is_outer_step(step),
+            lambda: alg1.outer_update({**batch, **self.validation_batch(step // alg1.inner_steps)}),
+            lambda: {"hypergradient_abs_mean": tf.zeros([]), "lambda_step_abs_mean": tf.zeros([])}))
         # NaN once any θ or Λ step was not finite, so that TerminateOnNaN also stops a diverged Λ step.
         metrics["loss"] = tf.where(alg1.bad_step >= 0, tf.constant(float("nan")), metrics["loss"])
         metrics["lambda_mean"] = tf.reduce_mean(self.example_weights.values)
