@@ -22,7 +22,7 @@ from influence_ssl.runs import build, distribute, execute, text
 from influence_ssl.runs import flags as run_flags
 from influence_ssl.runs.provenance import provenance
 from influence_ssl.trainer import CheckpointError, ConfigError, TrainingDiverged
-from influence_ssl.trainer.trainer import worker_role
+from influence_ssl.trainer.distribution import worker_role
 
 FLAGS = flags.FLAGS
 run_flags.define()

@@ -79,8 +79,10 @@ class ExampleWeights(tf.Module):
             raise ValueError(f"A {parametrization} parametrization needs initial_value > 0, got {initial_value}.")
         self.num_examples = num_examples
         self.parametrization = parametrization
+        # Not trainable: Λ is stepped by its own optimizer, never by θ's (nor listed with θ by a Keras model
+        # that tracks the table).
         self.values = tf.Variable(
-            tf.fill([num_examples], tf.constant(initial_value, dtype)), name="lambda"
+            tf.fill([num_examples], tf.constant(initial_value, dtype)), trainable=False, name="lambda"
         )
         # The optimizer's variable: λ itself, or φ with λ = f(φ).
         self._scale = 2.0 * initial_value  # the sigmoid's bound
@@ -88,7 +90,7 @@ class ExampleWeights(tf.Module):
             self.stepped = self.values
         else:
             phi0 = _inverse_softplus(initial_value) if parametrization == "softplus" else 0.0
-            self.stepped = tf.Variable(tf.fill([num_examples], tf.constant(phi0, dtype)), name="phi")
+            self.stepped = tf.Variable(tf.fill([num_examples], tf.constant(phi0, dtype)), trainable=False, name="phi")
         # How many Λ steps gave each example a non-zero hypergradient.
         self.hypergradient_counts = tf.Variable(tf.zeros([num_examples], tf.int32), trainable=False,
                                                 name="nonzero_hypergradient_counts")

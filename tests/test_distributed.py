@@ -40,8 +40,8 @@ out = {"replicas": multi.num_replicas}
 
 # One Λ step from the same θ: the same global batch, one Hessian, one update.
 k = tf.constant(1, tf.int64)
-single._outer_step(k)
-multi._outer_step(k)
+single.outer_step(k)
+multi.outer_step(k)
 out["lambda_one_step_max_abs_diff"] = float(np.max(np.abs(single.weights.to_numpy() - multi.weights.to_numpy())))
 out["lambda_moved"] = float(np.max(np.abs(single.weights.to_numpy() - 1.0)))
 

@@ -219,7 +219,7 @@ def test_only_mirror_invariant_datasets_are_flipped(monkeypatch, algorithm, data
 def test_theta_optimizer_is_tf1_nesterov_momentum_under_the_uda_warmup():
     """FixMatch and UDA train θ with TF1's MomentumOptimizer(use_nesterov=True): accum = μ·accum + g,
     θ -= lr_t·(g + μ·accum). During UDA's linear warm-up this differs from tf_keras SGD."""
-    from influence_ssl.trainer.trainer import make_theta_optimizer
+    from influence_ssl.trainer.optimizers import make_theta_optimizer
 
     config = TrainConfig(steps=100, optimizer="nesterov", lr=0.03, lr_schedule="uda_cosine", lr_warmup=20)
     optimizer = make_theta_optimizer(config)
@@ -241,7 +241,7 @@ def test_theta_optimizer_is_tf1_nesterov_momentum_under_the_uda_warmup():
 def test_kernel_decay_takes_every_kernel_and_nothing_else(build):
     """FixMatch decays conv and dense kernels only: here, exactly the variables of rank >= 2 (conv
     biases, BN gamma/beta and the head's bias are vectors)."""
-    from influence_ssl.trainer.trainer import decayed_variables
+    from influence_ssl.trainer.steps import decayed_variables
 
     model = build()
     got = {id(v) for v in decayed_variables(model, "kernels")}

@@ -48,7 +48,8 @@ from influence_ssl.pergrad import fastest_method, make_per_example_gradients_fn
 from influence_ssl.ssl import FixMatch
 from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
 from influence_ssl.trainer.image_source import AugmentedImageSource
-from influence_ssl.trainer.trainer import decayed_variables, l2_term, make_theta_optimizer
+from influence_ssl.trainer.optimizers import make_theta_optimizer
+from influence_ssl.trainer.steps import decayed_variables, l2_term
 from influence_ssl.weights import ExampleWeights
 
 BLOCKS = ("per_example_gradients", "lambda_step", "lambda_update", "alg1_overhead")
@@ -340,7 +341,7 @@ def lambda_setup(settings):
 
 def outer_step_fn(trainer):
     batch = tf.constant(0, tf.int64)  # outer batch 0, sampled in-graph: the same D', U', V' every call
-    return lambda: trainer._outer_step(batch)
+    return lambda: trainer.outer_step(batch)
 
 
 def run_lambda_step(settings):
@@ -417,9 +418,9 @@ def run_alg1_overhead(settings):
 
         def run():  # as Trainer.run: θ steps are not fetched one by one
             for _ in steps:
-                metrics = trainer._train_step(next(batches))
+                metrics = trainer.train_step(next(batches))
             if with_lambda_step:
-                metrics = trainer._outer_step(outer)
+                metrics = trainer.outer_step(outer)
             return [metrics, trainer.step.value()]
         return run
 
@@ -551,8 +552,8 @@ def format_report(results):
         setup = r["setup"]
         mem = memory.get("lambda_step", {})
         b = setup["batches"]
-        lines += ["", f"lambda_step: one Λ step (trainer._outer_step), {setup['arch']}, batches {b['labeled']} labeled / "
-                      f"{b['unlabeled']} unlabeled (weak + strong view) / {b['validation']} validation",
+        lines += ["", f"lambda_step: one Λ step (trainer.outer_step), {setup['arch']}, batches {b['labeled']} "
+                      f"labeled / {b['unlabeled']} unlabeled (weak + strong view) / {b['validation']} validation",
                   "| method | median s | x exact | peak memory |", "|---|---|---|---|"]
         for name in setup["entries"]:
             lines.append(f"| {name} | {_seconds(r[name])} | {_times(r.get(f'{name}_vs_exact', 1.0))} "

@@ -15,15 +15,22 @@ class Classifier(keras.Model):
       head_initializer: kernel initializer of the head.
       last_block: names of the backbone's layers that form its last block (the parameters, with the
         head's, of the Sec. 4.3 baselines' influence), or None if the model does not name one.
+      head: an existing Dense layer of num_classes units to use as the head (e.g. a user's own model's),
+        or None for a new one.
     """
 
-    def __init__(self, backbone, num_classes, head_initializer="glorot_uniform", last_block=None, **kwargs):
+    def __init__(self, backbone, num_classes, head_initializer="glorot_uniform", last_block=None, head=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
-        # Under mixed precision the logits (and so every loss and the influence's head) stay float32.
-        mixed = keras.mixed_precision.global_policy().name.startswith("mixed")
-        self.head = keras.layers.Dense(num_classes, kernel_initializer=head_initializer, name="head",
-                                       dtype="float32" if mixed else None)
+        if head is None:
+            # Under mixed precision the logits (and so every loss and the influence's head) stay float32.
+            mixed = keras.mixed_precision.global_policy().name.startswith("mixed")
+            head = keras.layers.Dense(num_classes, kernel_initializer=head_initializer, name="head",
+                                      dtype="float32" if mixed else None)
+        elif not isinstance(head, keras.layers.Dense) or head.units != num_classes:
+            raise ValueError(f"head must be a Dense layer of {num_classes} units, got {head!r}.")
+        self.head = head
         self.last_block = tuple(last_block) if last_block else ()
 
     def last_block_variables(self):

@@ -1,17 +1,7 @@
 """Per-example losses shared by the SSL algorithms. Every function returns one value per row."""
 import tensorflow as tf
 
-
-def soft_cross_entropy(targets, logits):
-    """CE(t, z) = -Σ_k t_k log softmax(z)_k.
-
-    Args:
-      targets: [B, K] class probabilities (one-hot, soft, or scaled by a mask).
-      logits: [B, K].
-    Returns:
-      [B] losses.
-    """
-    return -tf.reduce_sum(targets * tf.nn.log_softmax(logits, axis=-1), axis=-1)
+from influence_ssl.influence.losses import soft_cross_entropy  # the one definition, shared with the influence
 
 
 def sparse_cross_entropy(labels, logits):
@@ -33,3 +23,6 @@ def hard_pseudo_labels(logits, threshold):
     mask = tf.cast(tf.reduce_max(probs, axis=-1) >= threshold, probs.dtype)
     targets = tf.one_hot(tf.argmax(probs, axis=-1), tf.shape(logits)[-1], dtype=probs.dtype)
     return targets * mask[:, None], mask
+
+
+__all__ = ["soft_cross_entropy", "sparse_cross_entropy", "hard_pseudo_labels"]
