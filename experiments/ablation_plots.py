@@ -91,7 +91,8 @@ def draw(results, path):
     else:
         _bars(left, right, methods)
     right.axhline(0.0, color="k", lw=0.8)
-    fig.suptitle(f"{study} ablation, {config['algorithm']['algorithm']} on {config['data']['dataset']}, {len(results['seeds'])} seeds "
+    what = f"{config['algorithm']['algorithm']} on {config['data']['dataset']}"
+    fig.suptitle(f"{study} ablation, {what}, {len(results['seeds'])} seeds "
                  "(right: paired with the base run of each seed; below 0 is better)")
     left.legend(fontsize=8)
     fig.tight_layout()

@@ -38,7 +38,8 @@ def collect(trainer, data, seed, clean_unlabeled, kind, ood=None):
     else:
         low, high = extremes(weights, ids)
         record.update({"low_rows": low, "high_rows": high,
-                       "low_images": np.asarray(data.unlabeled_x[low]), "high_images": np.asarray(data.unlabeled_x[high])})
+                       "low_images": np.asarray(data.unlabeled_x[low]),
+                       "high_images": np.asarray(data.unlabeled_x[high])})
     return record
 
 

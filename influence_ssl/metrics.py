@@ -138,7 +138,8 @@ def weights_report(weights, wrong, probs, counts=None, ood=None, seeds=None, low
             report[key] = diagnostics[key]
     if counts is not None:
         report["by_hypergradient_count"] = {
-            name: {"fraction": float(inside.mean()), "wrong_rate": float(wrong[inside].mean()) if inside.any() else None,
+            name: {"fraction": float(inside.mean()),
+                   "wrong_rate": float(wrong[inside].mean()) if inside.any() else None,
                    "auroc_low_weight_vs_wrong": auroc(-weights[inside], wrong[inside]) if inside.any() else None}
             for name, inside in count_group_masks(counts).items()}
     if ood is not None:

@@ -158,7 +158,8 @@ class ExampleWeights(tf.Module):
             with open(path, "w", newline="") as f:
                 writer = csv.writer(f)
                 writer.writerow(["id", "weight", "nonzero_hypergradient_steps"])
-                writer.writerows((i, repr(float(w)), int(c)) for i, (w, c) in enumerate(zip(values, self.counts_numpy())))
+                rows = enumerate(zip(values, self.counts_numpy()))
+                writer.writerows((i, repr(float(w)), int(c)) for i, (w, c) in rows)
         else:
             raise ValueError(f"Cannot export weights to {path!r}: use a .npy or .csv path.")
         return path

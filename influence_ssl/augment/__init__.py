@@ -30,6 +30,7 @@ from influence_ssl.augment.weak import weak_augment
 
 __all__ = [
     "CTAugment", "FIXMATCH_OPS", "UDA_OPS", "augment_batch_fixmatch", "augment_batch_uda", "ctaugment",
-    "cutout", "default_cutout_size", "ops", "randaugment", "weak", "randaugment_fixmatch", "randaugment_uda", "scale_pixels",
-    "scaled_size", "strong_batch_fixmatch", "strong_batch_uda", "strong_fixmatch", "strong_uda", "weak_augment", "weak_augment_batch",
+    "cutout", "default_cutout_size", "ops", "randaugment", "weak", "randaugment_fixmatch", "randaugment_uda",
+    "scale_pixels", "scaled_size", "strong_batch_fixmatch", "strong_batch_uda", "strong_fixmatch", "strong_uda",
+    "weak_augment", "weak_augment_batch",
 ]

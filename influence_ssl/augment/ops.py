@@ -307,7 +307,8 @@ def _resample_matrix(name, in_size, out_size):
     positions = tf.range(in_f) + 0.5  # [in]
     arg = (positions[None, :] - centers[:, None]) / filter_scale
     weights = _filter_weights(name, arg)
-    weights = tf.where(tf.abs(positions[None, :] - centers[:, None]) < _SUPPORT[name] * filter_scale + 0.5, weights, 0.0)
+    inside = tf.abs(positions[None, :] - centers[:, None]) < _SUPPORT[name] * filter_scale + 0.5
+    weights = tf.where(inside, weights, 0.0)
     return weights / tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-12)
 
 
@@ -318,9 +319,12 @@ def resize(image, height, width, method):
     image = _image(image)
     shape = tf.shape(image)
     if method == "nearest":
-        rows = tf.cast(tf.floor((tf.range(tf.cast(height, tf.float32)) + 0.5) * tf.cast(shape[0], tf.float32) / tf.cast(height, tf.float32)), tf.int32)
-        cols = tf.cast(tf.floor((tf.range(tf.cast(width, tf.float32)) + 0.5) * tf.cast(shape[1], tf.float32) / tf.cast(width, tf.float32)), tf.int32)
-        return tf.gather(tf.gather(image, tf.minimum(rows, shape[0] - 1), axis=0), tf.minimum(cols, shape[1] - 1), axis=1)
+        def source(out_size, in_size):  # floor((i + 0.5) * in / out), clipped to the input
+            position = (tf.range(tf.cast(out_size, tf.float32)) + 0.5) * tf.cast(in_size, tf.float32)
+            index = tf.cast(tf.floor(position / tf.cast(out_size, tf.float32)), tf.int32)
+            return tf.minimum(index, in_size - 1)
+
+        return tf.gather(tf.gather(image, source(height, shape[0]), axis=0), source(width, shape[1]), axis=1)
     wy = _resample_matrix(method, shape[0], height)
     wx = _resample_matrix(method, shape[1], width)
     # Horizontal pass first, stored on the uint8 grid (clipped and rounded) as PIL does, then vertical.

@@ -136,7 +136,8 @@ def prepared_imdb_builder(data_dir):
     try:
         builder = tfds.builder("imdb_reviews", data_dir=data_dir)
     except Exception as e:  # noqa: BLE001 -- any failure means not usable
-        raise DatasetNotFoundError(f"TFDS imdb_reviews cannot be opened under --data_dir={data_dir!r} ({e}): {how}.") from None
+        raise DatasetNotFoundError(
+            f"TFDS imdb_reviews cannot be opened under --data_dir={data_dir!r} ({e}): {how}.") from None
     if not builder.is_prepared():
         raise DatasetNotFoundError(f"TFDS imdb_reviews is not prepared under --data_dir={data_dir!r} "
                                    f"(no {builder.data_dir}): {how}.")
