@@ -2,7 +2,7 @@
 
 Oracles: a dense float64 Hessian and per-example gradients from nested-tape Jacobians written here,
 solved by numpy; the general path (`block_weight_gradients`: every loss through the whole model, [U, P]
-per-example gradient rows) for the split path (`block_hypergradient`); and, through
+per-example gradient rows) for the split path (`block_hypergradient`), in the trainer too; and, through
 the trainer, the closed-form head-only influence when the block is the head alone.
 """
 import numpy as np
@@ -10,18 +10,21 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from influence_ssl.data import make_synthetic
+from influence_ssl import augment
+from influence_ssl.data import SSLData, make_synthetic
 from influence_ssl.influence import (
     BLOCK_METHOD_OPTIONS,
     BlockBatch,
     block_hypergradient,
     block_weight_gradients,
+    normalize_hypergradient,
 )
 from influence_ssl.influence.block import hessian_vector_product_fn
 from influence_ssl.models import Classifier, small_cnn, two_layer_mlp
 from influence_ssl.pergrad import per_example_gradients
-from influence_ssl.ssl import PseudoLabel
+from influence_ssl.ssl import FixMatch, PseudoLabel
 from influence_ssl.trainer import ConfigError, InMemorySource, TrainConfig, Trainer
+from influence_ssl.trainer.image_source import AugmentedImageSource
 
 
 def small_problem(seed=0, l2=2.0):
@@ -293,3 +296,66 @@ def test_block_hypergradient_equals_the_whole_model_path_in_float32(name, method
     whole = tf.function(lambda: whole_model_path(model, params, batch, row_targets, l2, decayed, method))()
     assert np.all(np.isfinite(whole)) and np.abs(whole).max() > 0
     np.testing.assert_allclose(split, whole, rtol=1e-4, atol=1e-5 * np.abs(whole).max())
+
+
+def digits_like_trainer(**overrides):
+    """FixMatch (every row pseudo-labelled) on a small CNN over random 8x8 images."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(80, 8, 8, 1), dtype=np.uint8)
+    y = np.tile(np.arange(10), 8).astype(np.int64)
+    data = SSLData("tiny", 10, x[:20], y[:20], x[20:60], np.arange(40), y[20:60], x[60:80], y[60:80], x[60:80],
+                   y[60:80])
+    config = TrainConfig(**{**dict(steps=4, labeled_batch=10, unlabeled_batch=12, validation_batch=14, inner_steps=2,
+                                   weight_warmup=0, optimizer="nesterov", lr=0.03, weight_decay=5e-3,
+                                   unlabeled_rampup=10, influence_scope="last_block", influence="identity",
+                                   log_every=4, eval_every=4, checkpoint_every=4), **overrides})
+    weak = lambda images, seed: augment.weak_augment_batch(images, seed, flip=False)
+    strong = lambda images, seed: augment.strong_batch_fixmatch(images, seed, flip=False)
+    source = AugmentedImageSource(data, 10, 12, 14, seed=0, weak=weak, strong=strong)
+    return Trainer(small_cnn(10, (8, 8, 1), width=4, seed=0), FixMatch(0.0), source, config, verbose=False)
+
+
+def former_trainer_hypergradient(trainer, outer_step):
+    """The trainer's last-block hypergradient as it was computed before the split: the training loss re-run
+    through the whole model by the algorithm, [U, P] per-example gradients of the whole model."""
+    config, model = trainer.config, trainer.model
+    batch = trainer.source.outer_batch(tf.constant(outer_step, tf.int64))
+    params = model.last_block_variables() + [model.head.kernel, model.head.bias]
+    out = trainer.algorithm.losses(model, batch, training=False, step=trainer.step)
+    lam = trainer.weights.gather(batch["unlabeled_ids"])
+    targets = out.unlabeled_targets
+    if config.influence_target_temperature:
+        mask = tf.reduce_sum(out.unlabeled_targets, axis=-1, keepdims=True)
+        targets = tf.nn.softmax(out.unlabeled_target_logits / config.influence_target_temperature) * mask
+
+    def train_loss():
+        return trainer.training_loss(trainer.algorithm.losses(model, batch, training=False, step=trainer.step), lam)[0]
+
+    def val_loss():
+        logits = model(batch["val_x"], training=False)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["val_y"], logits))
+
+    rows = per_example_gradients(model, lambda logits, t: soft_xent(t, logits), out.unlabeled_inputs,
+                                 variables=params, targets=targets)
+    options = {} if config.influence == "identity" else {"damping": config.influence_damping}
+    grads = block_weight_gradients(train_loss, val_loss, params, rows, method=config.influence, **options)
+    norms = tf.norm(tf.concat([tf.reshape(r, [tf.shape(r)[0], -1]) for r in rows], axis=1), axis=1)
+    rampup = tf.minimum(1.0, tf.cast(trainer.step, tf.float32) / config.unlabeled_rampup)
+    grads *= rampup / tf.cast(tf.shape(lam)[0], tf.float32)
+    return normalize_hypergradient(grads, config.hypergradient_normalization, targets, norms)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(influence="neumann", influence_target_temperature=2.0),
+    dict(influence="cg", hypergradient_normalization="example", weight_decay_on="all"),
+], ids=["neumann_temperature", "cg_example_norms_decay_all"])
+def test_trainer_last_block_hypergradient_equals_the_former_whole_model_path(overrides):
+    """Mid-run (λ no longer uniform, the unlabeled ramp-up below 1): the trainer's split path against the
+    path it replaced, on the same θ, λ and batch."""
+    trainer = digits_like_trainer(**overrides)
+    trainer.run()  # 4 θ steps and 2 Λ steps (identity over the block: cheap)
+    assert np.ptp(trainer.weights.to_numpy()) > 0
+    ids, split = trainer.hypergradient(3)
+    former = tf.function(lambda: former_trainer_hypergradient(trainer, 3))().numpy()
+    assert np.abs(former).max() > 0
+    np.testing.assert_allclose(split, former, rtol=1e-4, atol=1e-5 * np.abs(former).max())

@@ -20,13 +20,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from influence_ssl.influence import (
-    block_weight_gradients,
+    BlockBatch,
+    block_hypergradient,
     head_gradient_norms,
     last_layer_weight_gradients,
     normalize_hypergradient,
 )
 from influence_ssl.optimizers import BertAdam, MaskedAdam, TF1Momentum
-from influence_ssl.pergrad import per_example_gradients
 from influence_ssl.trainer.config import MAX_EXACT_BLOCK_PARAMETERS, ConfigError
 from influence_ssl.trainer.data_source import DataSource
 from influence_ssl.trainer.ema import WeightEMA
@@ -216,7 +216,9 @@ class Trainer:
                               f"use neumann or cg (exact allows at most {MAX_EXACT_BLOCK_PARAMETERS} parameters).")
 
     def _block_parameters(self):
-        """The last block's variables and the head's: the parameters of --influence_scope=last_block."""
+        """The last block's variables and the head's: the parameters of --influence_scope=last_block. Also cuts
+        the model at the block (cached), so that a model that cannot be cut is refused at set-up."""
+        self.model.last_block_split()
         return self.model.last_block_variables() + [self.model.head.kernel, self.model.head.bias]
 
     def _replica_slice(self, batch):
@@ -390,32 +392,28 @@ class Trainer:
 
     def _block_influence(self, batch, out, lam, targets):
         """(-∇ℓ_uᵀ H⁻¹ ∇L_val [U'], ||∇ℓ_u|| [U'] or None) over the last block and the head, H the Hessian of
-        this batch's training loss (inference mode, targets constant) by double backward; ∇ℓ_u by per-example
-        gradients (the norms only for --hypergradient_normalization=example)."""
+        this batch's training loss (inference mode, targets constant) on the block's input activations, which
+        the trunk computes once; the norms only for --hypergradient_normalization=example.
+
+        The training loss is rebuilt from `out` (the SSLLosses contract: ℓ = CE(targets, logits) up to a
+        constant), with the labeled rows at batch["labeled_x"] and the unlabeled at out.unlabeled_inputs."""
+        if out.unlabeled_inputs is None:
+            raise ConfigError(f"--influence_scope=last_block needs the unlabeled inputs, which {self.algorithm.name} "
+                              "does not return (SSLLosses.unlabeled_inputs).")
         params = self._block_parameters()
-
-        def train_loss():
-            return self.training_loss(self.algorithm.losses(self.model, batch, training=False, step=self.step),
-                                      lam)[0]
-
-        def val_loss():
-            logits = self.model(batch["val_x"], training=False)
-            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["val_y"], logits))
-
-        # -Σ t log softmax(z), not tf.nn.softmax_cross_entropy_with_logits: that op's gradient is p - t even
-        # for an all-zero (masked) target row, whose loss and gradient are 0.
-        rows = per_example_gradients(
-            self.model, lambda logits, targets: -tf.reduce_sum(targets * tf.nn.log_softmax(logits), axis=-1),
-            out.unlabeled_inputs, training=False, variables=params, targets=targets)
+        trunk, block = self.model.last_block_split()
+        scale = self._rampup(self.step) / tf.cast(tf.shape(out.unlabeled)[0], tf.float32)
+        inputs = BlockBatch(labeled_x=batch["labeled_x"], labeled_targets=out.labeled_targets,
+                            unlabeled_x=out.unlabeled_inputs, unlabeled_targets=out.unlabeled_targets,
+                            unlabeled_weights=scale * lam, val_x=batch["val_x"], val_y=batch["val_y"])
+        decayed = {v.ref() for v in self._decayed} if self.config.loss_l2 > 0 else set()
         options = {} if self.config.influence == "identity" else {"damping": self.config.influence_damping}
         if self.config.influence == "exact":
             options["check_factorization"] = False  # NaNs -> TrainingDiverged, as for the head
-        norms = None
-        if self.config.hypergradient_normalization == "example":
-            norms = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.reshape(r, [tf.shape(r)[0], -1])), axis=1)
-                                      for r in rows]))
-        return block_weight_gradients(train_loss, val_loss, params, rows, method=self.config.influence,
-                                      **options), norms
+        return block_hypergradient(
+            trunk, block, params, inputs, targets, l2=self.config.loss_l2,
+            decayed=[p for p in params if p.ref() in decayed], method=self.config.influence,
+            with_norms=self.config.hypergradient_normalization == "example", **options)
 
     def hypergradient(self, outer_step):
         """(ids, dL_val/dλ) as numpy for the Λ batch of outer step `outer_step`, at the current θ;
