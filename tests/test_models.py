@@ -131,3 +131,76 @@ def test_every_seed_and_layer_of_the_mlp_has_its_own_stream():
         for b in keys[i + 1:]:
             corr = np.corrcoef(kernels[a][:n], kernels[b][:n])[0, 1]
             assert abs(corr) < 0.3, (a, b, corr)  # independent: |corr| ~ 1/sqrt(200) = 0.07
+
+
+def perturb_batch_norm(model):
+    """Non-trivial BN statistics and parameters, so inference BN is not the identity."""
+    for w in model.weights:
+        if "moving_variance" in w.name or "gamma" in w.name:
+            w.assign(tf.random.stateless_uniform(w.shape, seed=(len(w.name), 7), minval=0.5, maxval=1.5))
+        elif "moving_mean" in w.name or "beta" in w.name or "bias" in w.name:
+            w.assign(tf.random.stateless_normal(w.shape, seed=(len(w.name), 8), stddev=0.1))
+
+
+SPLIT_BUILDERS = {
+    "small_cnn": lambda: small_cnn(num_classes=5, input_shape=(8, 8, 1), width=4, seed=1),
+    "mlp": lambda: two_layer_mlp(num_classes=3, input_dim=4, hidden_units=6, seed=1),
+    "wrn_fixmatch": lambda: wide_resnet_28_2(num_classes=5, variant="fixmatch", input_shape=(8, 8, 3), seed=1,
+                                             filters=4, repeat=2, num_stages=2, stem_filters=4),
+    "wrn_uda": lambda: wide_resnet_28_2(num_classes=5, variant="uda", input_shape=(8, 8, 3), seed=1,
+                                        filters=4, repeat=2, num_stages=2, stem_filters=4),
+    # The last unit is the first of its stage: a 1x1 shortcut conv, fed the BN-activated input.
+    "wrn_one_unit": lambda: wide_resnet_28_2(num_classes=5, variant="fixmatch", input_shape=(8, 8, 3), seed=1,
+                                             filters=4, repeat=1, num_stages=1, stem_filters=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPLIT_BUILDERS))
+def test_last_block_split_recomposes_the_model_exactly(name):
+    model = SPLIT_BUILDERS[name]()
+    perturb_batch_norm(model)
+    weights_before = [w.name for w in model.weights]
+    children_before = sorted(model._trackable_children())
+    trunk, block = model.last_block_split()
+    x = tf.random.stateless_normal((4, *model.backbone.input_shape[1:]), seed=(5, 1))
+    np.testing.assert_array_equal(block(trunk(x, training=False), training=False), model(x, training=False))
+    # The block holds the last block's and the head's variables (the same objects), the trunk none of them.
+    refs = lambda variables: {v.ref() for v in variables}
+    scope = refs(model.last_block_variables() + [model.head.kernel, model.head.bias])
+    assert scope <= refs(block.trainable_variables)
+    assert not scope & refs(trunk.trainable_variables)
+    assert refs(trunk.trainable_variables) | refs(block.trainable_variables) == refs(model.trainable_variables)
+    # Cached, and not tracked: the model's weights and checkpoint dependencies are unchanged.
+    assert model.last_block_split()[0] is trunk and model.last_block_split()[1] is block
+    assert [w.name for w in model.weights] == weights_before
+    assert sorted(model._trackable_children()) == children_before
+
+
+def test_last_block_split_first_asked_inside_a_tf_function():
+    model = SPLIT_BUILDERS["small_cnn"]()
+    x = tf.random.stateless_normal((3, 8, 8, 1), seed=(6, 1))
+
+    @tf.function
+    def recomposed(x):
+        trunk, block = model.last_block_split()
+        return block(trunk(x, training=False), training=False)
+
+    # Graph-mode fusions may round differently from the eager ops: equal up to float32 rounding.
+    np.testing.assert_allclose(recomposed(x), model(x, training=False), rtol=1e-5, atol=1e-6)
+
+
+def test_last_block_split_refuses_what_cannot_be_cut():
+    backbone = keras.Sequential([keras.layers.InputLayer(input_shape=(2,)), keras.layers.Dense(4, name="h")])
+    unnamed = Classifier(backbone, 2)
+    unnamed.build((None, 2))
+    with pytest.raises(ValueError, match="does not name a last block"):
+        unnamed.last_block_split()
+    # The output also depends on the input by a path around the last block: no single cut tensor.
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(4, name="first")(inputs)
+    last = keras.layers.Dense(4, name="last")(hidden)
+    bypass = keras.layers.Add()([last, keras.layers.Dense(4, name="skip")(inputs)])
+    model = Classifier(keras.Model(inputs, bypass), 2, last_block=["last"])
+    model.build((None, 3))
+    with pytest.raises(ValueError, match="last block's input alone"):
+        model.last_block_split()

@@ -3,7 +3,12 @@
 
 Math layer: imports only the other math parts of influence_ssl (pergrad, optimizers, weights).
 """
-from influence_ssl.influence.block import BLOCK_METHOD_OPTIONS, block_weight_gradients
+from influence_ssl.influence.block import (
+    BLOCK_METHOD_OPTIONS,
+    BlockBatch,
+    block_hypergradient,
+    block_weight_gradients,
+)
 from influence_ssl.influence.hypergradient import DEFAULT_DAMPING, METHOD_OPTIONS, last_layer_weight_gradients
 from influence_ssl.influence.last_layer import hessian, hessian_vector_product, per_example_gradients
 from influence_ssl.influence.losses import soft_cross_entropy
@@ -24,7 +29,7 @@ from influence_ssl.influence.weight_step import (
 )
 
 __all__ = [
-    "BLOCK_METHOD_OPTIONS", "block_weight_gradients",
+    "BLOCK_METHOD_OPTIONS", "BlockBatch", "block_hypergradient", "block_weight_gradients",
     "DEFAULT_DAMPING", "METHOD_OPTIONS", "HessianFactorizationError", "last_layer_weight_gradients",
     "hessian", "hessian_vector_product", "per_example_gradients",
     "NORMALIZATIONS", "head_gradient_norms", "normalize_hypergradient",

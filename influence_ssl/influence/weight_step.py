@@ -9,18 +9,16 @@ training loss is mean-normalised, (1/|D'|) Σ ℓ_S + (1/|U'|) Σ_u r·λ_u ℓ_
 w_u = scale·λ_u with scale = r/|U'|, and dL_val/dλ_u = scale · dL_val/dw_u.
 
 Inputs are duck-typed: the model has `features(x, training)`, `head` (a Dense layer), is callable on inputs and,
-for the last-block scope, has `last_block_variables()` (influence_ssl.models.Classifier); the SSL outputs have
+for the last-block scope, has `last_block_variables()` and `last_block_split()` (influence_ssl.models.Classifier); the SSL outputs have
 the fields of influence_ssl.ssl.SSLLosses; the options are an InfluenceOptions.
 """
 import dataclasses
 
 import tensorflow as tf
 
-from influence_ssl.influence.block import block_weight_gradients
+from influence_ssl.influence.block import BlockBatch, block_hypergradient
 from influence_ssl.influence.hypergradient import DEFAULT_DAMPING, METHOD_OPTIONS, last_layer_weight_gradients
-from influence_ssl.influence.losses import soft_cross_entropy
 from influence_ssl.influence.normalization import NORMALIZATIONS, head_gradient_norms, normalize_hypergradient
-from influence_ssl.pergrad import per_example_gradients
 
 SCOPES = ("head", "last_block")
 VIEWS = ("strong", "weak")
@@ -30,11 +28,11 @@ VIEWS = ("strong", "weak")
 class InfluenceOptions:
     """How the Λ step computes g (the defaults are the paper's method).
 
-    method: "exact", "identity", "neumann" or "cg" (see last_layer_weight_gradients, block_weight_gradients).
+    method: "exact", "identity", "neumann" or "cg" (see last_layer_weight_gradients, block_hypergradient).
     scope: "head" (the classifier layer) or "last_block" (the model's last block and the head).
     damping: solve with H + damping·mean(diag H)·I.
-    l2: the training loss's decay coefficient on the head's kernel (head scope; the last block's decay is
-      in train_loss_fn).
+    l2: the training loss's decay coefficient (on the head's kernel; over the last block, on its decayed
+      variables).
     bias_l2: its decay coefficient on the head's bias (0 when only kernels decay).
     binary_reparam: two classes only: H over one logit f with logits (f, -f) (App. D; head scope).
     normalization: none, batch, class or example (influence.normalization).
@@ -129,30 +127,30 @@ def head_influence(model, batch, out, lam, scale, features, targets, options):
         method=options.method, binary_reparam=options.binary_reparam, **bias, **options.solver)
 
 
-def block_influence(model, batch, out, targets, train_loss_fn, options):
-    """(-∇ℓ_uᵀ H⁻¹ ∇L_val [U], ||∇ℓ_u|| [U] or None) over the last block and the head.
+def block_influence(model, batch, out, lam, scale, targets, options, decayed=(), producer="the SSL algorithm"):
+    """(-∇ℓ_uᵀ H⁻¹ ∇L_val [U], ||∇ℓ_u|| [U] or None) over the last block and the head, from one trunk forward
+    (influence.block.block_hypergradient on the model's split).
 
-    H is the Hessian of train_loss_fn() (the batch's training loss in inference mode, targets constant) by
-    double backward; ∇ℓ_u are per-example gradients of CE(targets_u, model(unlabeled_inputs_u)), without λ_u
-    (the norms only for the "example" normalization). batch: val_x [V, ...], val_y [V]; targets [U, K].
+    H is the Hessian of the batch's training loss in inference mode, targets constant: mean over D' of
+    CE(labeled targets), Σ_u scale·λ_u·CE(targets_u) over U', and options.l2·Σ½||p||² over the block's
+    `decayed` variables. The rows ∇ℓ_u are of CE(targets_u, f(unlabeled_inputs_u)), without scale·λ_u.
+    batch: labeled_x, val_x [V, ...], val_y [V]; lam [U]; targets [U, K]; scale: scalar.
     """
+    if out.unlabeled_inputs is None:
+        raise MissingSSLOutput(f"--influence_scope=last_block needs the unlabeled inputs, which {producer} does not "
+                               "return (SSLLosses.unlabeled_inputs).")
     params = block_parameters(model)
-
-    def val_loss():
-        logits = model(batch["val_x"], training=False)
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["val_y"], logits))
-
-    rows = per_example_gradients(model, lambda logits, t: soft_cross_entropy(t, logits), out.unlabeled_inputs,
-                                 training=False, variables=params, targets=targets)
-    norms = None
-    if options.normalization == "example":
-        norms = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.reshape(r, [tf.shape(r)[0], -1])), axis=1)
-                                  for r in rows]))
-    return block_weight_gradients(train_loss_fn, val_loss, params, rows, method=options.method,
-                                  **options.solver), norms
+    trunk, block = model.last_block_split()
+    inputs = BlockBatch(labeled_x=batch["labeled_x"], labeled_targets=out.labeled_targets,
+                        unlabeled_x=out.unlabeled_inputs, unlabeled_targets=out.unlabeled_targets,
+                        unlabeled_weights=scale * lam, val_x=batch["val_x"], val_y=batch["val_y"])
+    decayed_refs = {v.ref() for v in decayed} if options.l2 > 0 else set()
+    return block_hypergradient(trunk, block, params, inputs, targets, l2=options.l2,
+                               decayed=[p for p in params if p.ref() in decayed_refs], method=options.method,
+                               with_norms=options.normalization == "example", **options.solver)
 
 
-def hypergradient(model, batch, out, lam, scale, options, train_loss_fn=None, producer="the SSL algorithm"):
+def hypergradient(model, batch, out, lam, scale, options, decayed=(), producer="the SSL algorithm"):
     """g = dL_val/dλ [U] for the unlabeled rows of one Λ batch, at the current θ (Alg. 1 lines 8-11).
 
     Args:
@@ -162,15 +160,15 @@ def hypergradient(model, batch, out, lam, scale, options, train_loss_fn=None, pr
       lam: [U] λ of the unlabeled rows.
       scale: scalar, the training loss's factor on λ_u ℓ_U(u): r(t)/|U'|.
       options: InfluenceOptions.
-      train_loss_fn: () -> scalar, the batch's training loss at λ (inference mode, targets constant);
-        the last-block scope's H is its Hessian. Unused by the head scope.
+      decayed: the variables of the training loss's L2 term (the last-block scope's H has it; the head
+        scope reads options.l2 and options.bias_l2 instead).
       producer: who made `out`, for the messages of MissingSSLOutput.
     Returns:
       [U], normalised and signed as the options say. Negative: up-weighting u lowers the validation loss.
     """
     targets = influence_targets(out, options, producer)
     if options.scope == "last_block":
-        grads, norms = block_influence(model, batch, out, targets, train_loss_fn, options)
+        grads, norms = block_influence(model, batch, out, lam, scale, targets, options, decayed, producer)
         grads *= scale  # ∂²L/∂θ∂λ_u = scale·∇ℓ_u
     else:
         features = influence_features(out, options, producer)

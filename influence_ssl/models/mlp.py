@@ -10,7 +10,7 @@ def two_layer_mlp(num_classes=2, input_dim=2, hidden_units=100, num_hidden=2, se
 
     The paper's "two fully-connected layers with 100 hidden units followed by a ReLU"
     is read as two hidden layers, each followed by ReLU, then the linear classifier. The last
-    block (Sec. 4.3 baselines) is the last hidden layer.
+    block (Sec. 4.3 baselines) is the last hidden layer (`last_block_split` cuts at its input).
     """
     init = lambda i: keras.initializers.GlorotUniform(seed=layer_seed(seed, i))
     backbone = keras.Sequential(

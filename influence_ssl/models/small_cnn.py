@@ -15,7 +15,8 @@ from influence_ssl.models.wide_resnet import conv_initializer
 
 def small_cnn(num_classes=10, input_shape=(8, 8, 1), width=32, seed=None, *, bn_momentum=0.99,
               bn_epsilon=1e-3, leaky_alpha=0.1):
-    """A built `Classifier`; features are [B, 2·width]. Its last block is the third conv and its BN."""
+    """A built `Classifier`; features are [B, 2·width]. Its last block is the third conv and its BN
+    (`last_block_split` cuts at the second block's activation)."""
     if width < 1 or num_classes < 1:
         raise ValueError(f"width and num_classes must be >= 1, got {width}, {num_classes}.")
     L = keras.layers

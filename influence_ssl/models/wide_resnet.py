@@ -125,6 +125,8 @@ def wide_resnet(num_classes=10, variant="fixmatch", input_shape=(32, 32, 3), see
     embedding = L.GlobalAveragePooling2D(name="pool")(x)
     backbone = keras.Model(inputs, embedding, name="backbone")
     # The last block of Sec. 4.3: the last residual unit of the last stage, and the final BN before pooling.
+    # `last_block_split` cuts at that unit's input, so the unit's shortcut (identity or 1x1 conv, the latter
+    # not in the block's parameters) lies inside the block.
     last = f"s{num_stages - 1}_b{repeat - 1}"
     last_block = [f"{last}_pre_bn", f"{last}_conv1", f"{last}_mid_bn", f"{last}_conv2", "final_bn"]
     model = Classifier(backbone, num_classes,

@@ -41,6 +41,7 @@ def check_influence(model, options):
     if options.binary_reparam:
         raise ConfigError("--binary_reparam applies to --influence_scope=head only.")
     try:
+        model.last_block_split()  # cut once (cached): a model that cannot be cut is refused here
         size = sum(v.shape.num_elements() for v in block_parameters(model))
     except ValueError as e:
         raise ConfigError(f"--influence_scope=last_block: {e}") from None
@@ -165,13 +166,8 @@ class Alg1Steps:
         lam = self.weights.gather(ids)
         num_unlabeled = tf.cast(tf.shape(out.unlabeled)[0], tf.float32)
         scale = self.rampup(self.step) / num_unlabeled  # the training loss's factor on λ_u ℓ_u
-
-        def train_loss():  # H's objective for the last-block scope: this batch, inference mode
-            return self.training_loss(self.algorithm.losses(self.model, batch, training=False, step=self.step),
-                                      lam)[0]
-
         try:
-            grads = hypergradient(self.model, batch, out, lam, scale, self.influence, train_loss, self.algorithm.name)
+            grads = hypergradient(self.model, batch, out, lam, scale, self.influence, self.decayed, self.algorithm.name)
         except MissingSSLOutput as e:
             raise ConfigError(str(e)) from None
         return ids, grads
