@@ -9,8 +9,8 @@ training loss is mean-normalised, (1/|D'|) Σ ℓ_S + (1/|U'|) Σ_u r·λ_u ℓ_
 w_u = scale·λ_u with scale = r/|U'|, and dL_val/dλ_u = scale · dL_val/dw_u.
 
 Inputs are duck-typed: the model has `features(x, training)`, `head` (a Dense layer), is callable on inputs and,
-for the last-block scope, has `last_block_variables()` and `last_block_split()` (influence_ssl.models.Classifier); the SSL outputs have
-the fields of influence_ssl.ssl.SSLLosses; the options are an InfluenceOptions.
+for the last-block scope, has `last_block_variables()` and `last_block_split()` (influence_ssl.models.Classifier);
+the SSL outputs have the fields of influence_ssl.ssl.SSLLosses; the options are an InfluenceOptions.
 """
 import dataclasses
 
