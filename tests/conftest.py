@@ -51,9 +51,9 @@ def parsed(module, args):
             flags.FLAGS.unparse_flags()
 
 
-def refusal(module, args, errors=None):
-    """The one-line message with which `module`'s main refuses `args`, run in-process: the exception's text.
-    Fails if main does not raise one of `errors` (default: ConfigError and the entry point's input errors) or if
+def refusal(module, args, errors=None, one_line=True):
+    """The message with which `module`'s main refuses `args`, run in-process: the exception's text. Fails if main
+    does not raise one of `errors` (default: ConfigError and the entry point's input errors) or, with one_line, if
     the message is more than one line."""
     from influence_ssl.runs.text import ERRORS
     from influence_ssl.trainer import ConfigError
@@ -63,7 +63,7 @@ def refusal(module, args, errors=None):
         with pytest.raises(errors) as caught:
             entry_point(module).main(argv)
     message = str(caught.value)
-    assert message and "\n" not in message, message
+    assert message and (not one_line or "\n" not in message), message
     return message
 
 
