@@ -22,8 +22,8 @@ from influence_ssl.studies import ablation, protocol
 from influence_ssl.trainer import ConfigError
 
 FLAGS = flags.FLAGS
+paired_flags.define_plot_dir()
 flags.DEFINE_enum("study", "influence", ablation.STUDIES, "Which ablation of Sec. 4.3.")
-flags.DEFINE_string("plot_dir", "out/plots", "Where the pictures go ('' for none).")
 flags.DEFINE_list("label_counts", [], "weighting: labeled-set sizes (default: 20,50,100 digits; 4,10,30 2-D).")
 flags.DEFINE_list("validation_sizes", [], "validation_size: sizes (default: 20,50,100,200,400 digits; "
                   "10,30,100,300 2-D; the paper: 64 ... 5000).")

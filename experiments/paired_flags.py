@@ -26,6 +26,12 @@ flags.DEFINE_enum("metric", "test_accuracy", ["test_accuracy", "median_last20_te
                   "Per-run number compared: the final test accuracy, or the median of the last 20 evaluations.")
 
 
+def define_plot_dir():
+    """--plot_dir of the studies that draw (experiments.synthetic, .ablate): defined once per process."""
+    if "plot_dir" not in FLAGS:
+        flags.DEFINE_string("plot_dir", "out/plots", "Where the pictures go ('' for none).")
+
+
 def tuned_lambda_grid(default=()):
     """--tuned_lambda_grid, or `default` when it is not given."""
     values = FLAGS.tuned_lambda_grid if FLAGS.tuned_lambda_grid is not None else list(default)

@@ -22,7 +22,7 @@ from influence_ssl.studies import protocol, synthetic
 from influence_ssl.trainer import ConfigError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("plot_dir", "out/plots", "Where the pictures go ('' for none).")
+paired_flags.define_plot_dir()
 flags.DEFINE_string("runs_dir", "", "If set, ours' per-example record of every seed goes to RUNS_DIR/seed_<s>/ "
                     "(read by experiments.inspect_weights).")
 flags.DEFINE_list("plot_iterations", ["1", "10", "30"], "Λ iterations drawn in Fig. 1/2 (plus final).")

@@ -1,70 +1,82 @@
-"""experiments.ablate: every study on a tiny run, the run cache, the choice on validation, and the paper-scale
-flag files (the report's tests are in test_report.py)."""
+"""experiments.ablate: every study on a tiny run with one shared run cache (in-process), runs shared between
+studies and restarts, the sensitivity grid, bad flags in one line, and the paper-scale flag files (the report's
+tests are in test_report.py)."""
 import glob
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
-from absl import flags
+from conftest import ROOT, assert_one_line_error, config_of, refusal, run_main, run_module
 
-from experiments import ablate, image_ssl
+from influence_ssl.runs import presets
+from influence_ssl.runs.config import leaves, value_of
+from influence_ssl.studies import ablation as ablate  # the studies of experiments.ablate (STUDIES, their grids)
+from influence_ssl.studies.results import FORMAT
 
-FLAGS = flags.FLAGS
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE = "experiments.ablate"
 TINY_2D = ["--dataset=moons", "--seeds=2", "--steps=40", "--weight_warmup=10", "--inner_steps=5", "--num_unlabeled=60",
            "--num_test=100", "--label_counts=4,6", "--validation_sizes=10,20",
            "--weight_lr_grids=madam:0.01/0.1,adam:0.01,sgd:1000"]
+TRAINED = re.compile(r"seed \d+: \d+ methods, (\d+) run\(s\) trained")
 
 
 def run(module, args, timeout=600):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return run_module(module, args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
-    """Every study on the tiny 2-D problem with one shared run cache: {study: (stdout, json)}, and the dir."""
+    """Every study on the tiny 2-D problem with one shared run cache, in-process: {study: (stdout, json)}, and
+    the dir."""
     out = tmp_path_factory.mktemp("ablate")
     results = {}
     for study in ablate.STUDIES:
-        r = run("experiments.ablate", [*TINY_2D, f"--study={study}", f"--json_out={out}/{study}.json",
-                                       f"--plot_dir={out}/plots", f"--run_cache={out}/cache"])
-        assert r.returncode == 0, r.stderr[-3000:]
-        results[study] = (r.stdout, json.loads((out / f"{study}.json").read_text()))
+        stdout = run_main(MODULE, [*TINY_2D, f"--study={study}", f"--json_out={out}/{study}.json",
+                                   f"--plot_dir={out}/plots", f"--run_cache={out}/cache"])
+        results[study] = (stdout, json.loads((out / f"{study}.json").read_text()))
     return results, out
 
 
 def test_every_study_writes_per_seed_results_with_both_controls_and_a_picture(studies):
     results, out = studies
     for study, (_, data) in results.items():
-        assert data["format"] == ablate.FORMAT and data["study"] == study and data["seeds"] == [0, 1]
+        assert (data["format"], data["study"], data["ablation"], data["seeds"]) == (FORMAT, f"ablation_{study}",
+                                                                                   study, [0, 1])
+        assert data["config"]["data"]["dataset"] == "moons" and data["config"]["train"]["eval_every"] == 50
         methods = data["methods"]
         assert any(n.startswith("base") for n in methods) and any(n.startswith("reversed") for n in methods)
         for name, entry in methods.items():
-            assert len(entry["test_accuracy"]) == 2 and len(entry["validation_accuracy"]) == 2
-            assert entry["mean"] == pytest.approx(sum(entry["test_accuracy"]) / 2)
+            assert len(entry["values"]) == 2 and len(entry["validation_accuracy"]) == 2
+            assert len(entry["validation_loss"]) == 2 and len(entry["chosen"]) == 2
+            assert entry["mean"] == pytest.approx(sum(entry["values"]) / 2)
             if not name.startswith("base"):
-                assert entry["paired_vs_base"]["per_seed"] == pytest.approx(
-                    [a - b for a, b in zip(entry["test_accuracy"], methods[
-                        "base" + (f"@{entry['x']}" if "x" in entry else "")]["test_accuracy"])])
+                base = methods["base" + (f"@{entry['x']}" if "x" in entry else "")]["values"]
+                paired = entry["paired_vs_base"]
+                assert paired["n"] == 2 and paired["mean"] == pytest.approx(
+                    sum(a - b for a, b in zip(entry["values"], base)) / 2)
         assert (out / "plots" / f"ablate_{study}_moons.png").stat().st_size > 10_000
     influence = results["influence"][1]["methods"]
     assert set(influence) == {"base", "exact_head", "identity_last_block", "neumann_last_block", "cg_last_block",
                               "reversed"}
+    assert influence["cg_last_block"]["chosen"][0] == {"weighting": "per_example", "influence": "cg",
+                                                       "influence_scope": "last_block"}
+    assert influence["reversed"]["chosen"][0] == {**influence["exact_head"]["chosen"][0], "reverse_hypergradient": True}
     curve = influence["exact_head"]["validation_error_curve"]
-    assert curve["steps"] == [40] or curve["steps"][-1] == 40  # an evaluation at the end at least
+    assert curve["steps"][-1] == 40 and len(curve["per_seed"]) == 2  # an evaluation at the end at least
     weighting = results["weighting"][1]["methods"]
     assert {f"{m}@{n}" for m in ("base", "single", "ours", "reversed") for n in (4, 6)} == set(weighting)
+    assert weighting["single@4"]["chosen"][0] == {"weighting": "single", "num_labeled": 4}
     assert set(results["validation_size"][1]["methods"]) == {f"{m}@{v}" for m in ("base", "ours", "reversed")
                                                              for v in (10, 20)}
     optimizer = results["optimizer"][1]["methods"]
-    assert [c["weight_lr"] for c in optimizer["madam"]["chosen_per_seed"]] != [] and all(
-        c["weight_lr"] in (0.01, 0.1) for c in optimizer["madam"]["chosen_per_seed"])
+    assert set(optimizer) == {"base", "madam", "adam", "sgd", "reversed"}
+    assert all(c["weight_lr"] in (0.01, 0.1) for c in optimizer["madam"]["chosen"])
+    assert [c["weight_lr"] for c in optimizer["sgd"]["chosen"]] == [1000.0, 1000.0]
+    mirrored = [{**c, "reverse_hypergradient": True} for c in optimizer["madam"]["chosen"]]
+    assert optimizer["reversed"]["chosen"] == mirrored
     sensitivity = results["sensitivity"][1]["methods"]
-    assert sorted(tuple(e["paper_setting"]) for e in sensitivity.values() if "paper_setting" in e) == sorted(
+    assert sorted(tuple(e["paper"]) for e in sensitivity.values() if "paper" in e) == sorted(
         ablate.PAPER_SENSITIVITY_GRID)
 
 
@@ -72,138 +84,128 @@ def test_runs_are_shared_between_studies_and_restarts(studies):
     results, out = studies
     # sensitivity runs last, with one cache: base, the default (N, η) (= exact_head), reversed and η × 10
     # (= the optimizer study's M-Adam at η = 0.1) are reused; only the other three (N, η) are new, per seed.
-    assert re.findall(r"\[(\d+) new runs", results["sensitivity"][0]) == ["3", "3"]
-    r = run("experiments.ablate", [*TINY_2D, "--study=influence", f"--json_out={out}/again.json", "--plot_dir=",
-                                   f"--run_cache={out}/cache"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert re.findall(r"\[(\d+) new runs", r.stdout) == ["0", "0"]
+    assert TRAINED.findall(results["sensitivity"][0]) == ["3", "3"]
+    stdout = run_main(MODULE, [*TINY_2D, "--study=influence", f"--json_out={out}/again.json", "--plot_dir=",
+                               f"--run_cache={out}/cache"])
+    assert TRAINED.findall(stdout) == ["0", "0"]
     assert json.loads((out / "again.json").read_text())["methods"] == results["influence"][1]["methods"]
 
 
-class FakeCache:
-    """Records chosen so that the lowest validation loss and the best test accuracy disagree."""
-
-    def __init__(self):
-        self.asked = []
-
-    def get(self, seed, variant):
-        self.asked.append(variant)
-        lr = dict(variant.settings).get("weight_lr", 0.0)
-        return {"validation_loss": abs(lr - 0.04), "test_accuracy": lr}, False
-
-
-def test_a_grid_is_chosen_on_validation_loss_and_the_control_mirrors_the_choice():
-    grid = ablate.Method("ours", "ours", [ablate.Variant.of(weight_lr=v) for v in (0.01, 0.04, 0.1)])
-    control = ablate.Method("reversed", "reversed", mirror="ours")
-    cache = FakeCache()
-    out, fresh = ablate.run_seed([grid, control], seed=3, cache=cache)
-    assert out["ours"][0]["test_accuracy"] == 0.04  # not 0.1, the best test accuracy
-    assert out["reversed"][1] == ablate.Variant.of(reverse=True, weight_lr=0.04)
-    assert fresh == 4
-
-
-class DivergingDomain:
-    """Runs whose λ step size 0.1 (or the only candidate of 'wild') stops on a NaN."""
-    settings = {"weight_lr": 0.04}
-    fingerprint = {"fake": 1}
-
-    def __init__(self):
-        self.calls = 0
-
-    def run(self, seed, variant):
-        self.calls += 1
-        lr = dict(variant.settings).get("weight_lr", 0.04)
-        if lr >= 0.1:
-            raise ablate.TrainingDiverged("A loss or hypergradient became NaN/Inf at step 7.")
-        return {"validation_loss": abs(lr - 0.01), "test_accuracy": 0.9, "validation_accuracy": 0.9,
-                "curve_steps": [], "curve_validation_error": [], "lambda_mean": 1.0, "lambda_zero_fraction": 0.0,
-                "lambda_step_abs_mean": 0.01, "seconds": 1.0}
-
-
-def test_a_diverged_run_is_kept_never_chosen_and_reported(tmp_path):
-    """One NaN run must not stop a study: it is cached as diverged, a grid skips it, and a method whose only
-    candidate diverged gets NaN for that seed with the seed named."""
-    domain = DivergingDomain()
-    cache = ablate.RunCache(str(tmp_path), domain)
-    grid = ablate.Method("ours", "ours", [ablate.Variant.of(weight_lr=v) for v in (0.1, 0.04)])
-    wild = ablate.Method("wild", "wild", [ablate.Variant.of(weight_lr=0.3)])
-    base = ablate.Method("base", "base", [ablate.Variant.of("none")])
-    out, _ = ablate.run_seed([base, grid, wild], seed=0, cache=cache)
-    assert dict(out["ours"][1].settings) == {"weight_lr": 0.04}
-    calls = domain.calls
-    again, fresh = ablate.run_seed([base, grid, wild], seed=0, cache=cache)
-    assert fresh == 0 and domain.calls == calls  # the diverged runs were cached too
-    block = ablate.summarize([base, grid, wild], [again], [0])
-    assert block["wild"]["diverged_seeds"] == [0] and block["wild"]["test_accuracy"][0] != block["wild"][
-        "test_accuracy"][0]  # NaN
-    assert "diverged_seeds" not in block["ours"] and block["ours"]["test_accuracy"] == [0.9]
-    assert "diverged on seeds [0]" in ablate.format_study(block, [0])
-
-
 def test_the_sensitivity_grid_is_the_papers_relative_to_the_run_defaults():
-    class Domain:
-        settings = {"inner_steps": 10, "weight_lr": 0.04}
-    methods = ablate.study_methods("sensitivity", Domain())
-    settings = {m.paper: dict(m.candidates[0].settings) for m in methods if m.paper}
-    assert settings[(30, 0.01)] == {"inner_steps": 3, "weight_lr": 0.04}
-    assert settings[(300, 0.01)] == {"inner_steps": 30, "weight_lr": 0.04}
+    base = presets.resolve({"dataset": "digits", "algorithm": "uda", "inner_steps": 10, "weight_lr": 0.04})
+    methods = ablate.methods("sensitivity", base)
+    settings = {m.paper: m.candidates[0] for m in methods if m.paper}
+    assert settings[(30, 0.01)] == {"weighting": "per_example", "inner_steps": 3, "weight_lr": 0.04}
+    assert settings[(300, 0.01)] == {"weighting": "per_example", "inner_steps": 30, "weight_lr": 0.04}
     assert settings[(100, 0.1)]["weight_lr"] == pytest.approx(0.4)
     assert settings[(100, 0.001)]["weight_lr"] == pytest.approx(0.004)
-    assert methods[-1].mirror == "N=10,eta=0.04"
+    assert methods[0].name == "base" and methods[-1].mirror == "N=10,eta=0.04"
+
+
+def test_smaller_labeled_and_validation_sets_shrink_the_image_batches_only():
+    digits = presets.resolve({"dataset": "digits"})  # batch 32, μ·B = 96, validation batch 200
+    assert ablate.sized(digits, num_labeled=20) == {"num_labeled": 20, "batch": 20, "uratio": 5}
+    assert ablate.sized(digits, num_labeled=100) == {"num_labeled": 100, "batch": 32, "uratio": 3}
+    assert ablate.sized(digits, num_validation=50) == {"num_validation": 50, "validation_batch": 50}
+    moons = presets.resolve({"dataset": "moons"})  # full batches follow the sizes
+    assert ablate.sized(moons, num_labeled=4, num_validation=10) == {"num_labeled": 4, "num_validation": 10}
+    assert moons.replace(**ablate.sized(moons, num_labeled=4)).train.labeled_batch == 4
 
 
 def test_a_digits_study_runs_end_to_end(tmp_path):
-    r = run("experiments.ablate", ["--study=weighting", "--dataset=digits", "--seeds=1", "--steps=12",
-                                   "--weight_warmup=4", "--inner_steps=4", "--eval_every=6", "--label_counts=20",
-                                   f"--json_out={tmp_path}/w.json", "--plot_dir=", f"--run_cache={tmp_path}/c"])
-    assert r.returncode == 0, r.stderr[-3000:]
+    """The image path (FixMatch here: UDA's strong augmentation costs half a minute to trace on 2 cores)."""
+    stdout = run_main(MODULE, ["--study=weighting", "--dataset=digits", "--algorithm=fixmatch", "--seeds=1",
+                               "--steps=8", "--weight_warmup=4", "--inner_steps=4", "--eval_every=8",
+                               "--label_counts=20", f"--json_out={tmp_path}/w.json", "--plot_dir=",
+                               f"--run_cache={tmp_path}/c"])
+    assert TRAINED.findall(stdout) == ["4"]
     data = json.loads((tmp_path / "w.json").read_text())
-    assert data["algorithm"] == "uda"  # Sec. 4.3's base algorithm is the default
-    assert data["settings"]["batch"] == 32 and set(data["methods"]) == {"base@20", "single@20", "ours@20", "reversed@20"}
+    assert data["config"]["algorithm"]["algorithm"] == "fixmatch" and data["config"]["train"]["labeled_batch"] == 32
+    assert set(data["methods"]) == {"base@20", "single@20", "ours@20", "reversed@20"}
+    # 20 labels: the labeled batch shrinks to 20 and the unlabeled batch stays near 96 (μ = 5).
+    assert data["methods"]["ours@20"]["chosen"] == [{"weighting": "per_example", "num_labeled": 20, "batch": 20,
+                                                     "uratio": 5}]
+    assert all(0.0 <= v <= 1.0 for entry in data["methods"].values() for v in entry["values"])
+
+
+def test_images_default_to_uda_and_the_2d_problems_to_pseudo_label(tmp_path, monkeypatch):
+    """Sec. 4.3 runs UDA on images ("All the experiments are conducted using ... the UDA baseline"); the 2-D
+    problems keep Pseudo-Label, with a validation point every 50 steps. Checked on a fake trainer (no training)."""
+    from influence_ssl.runs import build, execute
+
+    trained = []
+
+    def fake_run(config, data, callbacks=()):
+        trained.append(config)
+        return {"test_accuracy": 0.5, "validation_accuracy": 0.5, "validation_loss": 1.0, "curve_steps": [1],
+                "curve_validation_error": [0.5], "lambda_mean": 1.0, "lambda_zero_fraction": 0.0,
+                "lambda_step_abs_mean": 0.0, "seconds": 0.0}, None
+
+    monkeypatch.setattr(execute, "run", fake_run)
+    monkeypatch.setattr(build, "load_data", lambda config: (None, None, {}))
+    for dataset, algorithm, eval_every in [("digits", "uda", 100), ("moons", "pseudo_label", 50)]:
+        run_main(MODULE, ["--study=influence", f"--dataset={dataset}", "--seeds=1", f"--json_out={tmp_path}/i.json",
+                          "--plot_dir=", f"--run_cache={tmp_path}/{dataset}"])
+        assert {(c.algorithm.algorithm, c.train.eval_every) for c in trained} == {(algorithm, eval_every)}
+        trained.clear()
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--label_counts=0"], "--label_counts must be integers >= 1"),
+    (["--label_counts=0"], "--label_counts must hold finite values >= 1"),
+    (["--label_counts=2.5"], "--label_counts must be a list of numbers"),
+    (["--validation_sizes=-3"], "--validation_sizes must hold finite values >= 1"),
     (["--weight_lr_grids=rmsprop:0.1"], "--weight_lr_grids entries"),
+    (["--weight_lr_grids=madam:0"], "--weight_lr_grids entries"),
     (["--seeds=0"], "--seeds must be >= 1"),
     (["--algorithm=fixmatch"], "runs Pseudo-Label (Sec. 4.1)"),
+    (["--uda_preset=current"], "--uda_preset does not apply to --dataset=moons: remove it."),
+    (["--plot_dir=/proc/version/plots"], "Cannot write to --plot_dir"),
 ])
 def test_bad_flags_get_one_line(tmp_path, args, message):
     study = "weighting" if "label" in args[0] else "optimizer"
-    r = run("experiments.ablate", [*TINY_2D, f"--study={study}", *args, f"--json_out={tmp_path}/x.json",
-                                   f"--run_cache={tmp_path}/c"], timeout=120)
-    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert message in refusal(MODULE, [*TINY_2D, f"--study={study}", *args, f"--json_out={tmp_path}/x.json",
+                                       f"--run_cache={tmp_path}/c"])
+    assert not (tmp_path / "c").exists()
 
 
-def parse_flags(args):
-    FLAGS.unparse_flags()
-    FLAGS(["test"] + args)
+def test_a_bad_flag_ends_the_process_with_one_line_and_exit_code_2(tmp_path):
+    r = run_module(MODULE, [*TINY_2D, "--study=weighting", "--label_counts=0", f"--json_out={tmp_path}/x.json",
+                            f"--run_cache={tmp_path}/c"])
+    assert_one_line_error(r, "--label_counts must hold finite values >= 1")
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "experiments/configs/ablations/*.cfg"))),
                          ids=os.path.basename)
-def test_ablation_flag_files_change_only_their_setting(path):
+def test_ablation_flag_files_change_only_their_setting(path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the files name the Table 1 files they start from by relative path
     name = os.path.basename(path)
     with open(path) as f:
         assert "Ren et al." in f.read()
-    parse_flags([f"--flagfile={path}"])
-    s = image_ssl.resolved()
-    assert FLAGS.dataset == "cifar10" and s["arch"] == "wrn28_2"
-    assert FLAGS.algorithm == ("fixmatch" if "fixmatch" in name else "uda")
-    assert s["num_labeled"] == int(re.search(r"_(\d+)\.cfg$", name).group(1))
+    c = config_of([f"--flagfile={path}"])
+    t = c.train
+    assert c.data.dataset == "cifar10" and c.model.arch == "wrn28_2"
+    assert c.algorithm.algorithm == ("fixmatch" if "fixmatch" in name else "uda")
+    assert c.data.num_labeled == int(re.search(r"_(\d+)\.cfg$", name).group(1))
     if name.startswith("fig3_"):
         method = name.split("_")[1]
-        assert FLAGS.influence == method and FLAGS.influence_scope == ("head" if method == "exact" else "last_block")
+        assert t.influence == method and t.influence_scope == ("head" if method == "exact" else "last_block")
     elif name.startswith("table3_"):
         n, eta = re.match(r"table3_N(\d+)_eta([\d.]+)_", name).groups()
-        assert (s["inner_steps"], s["weight_lr"]) == (int(n), float(eta))
+        assert (t.inner_steps, t.weight_lr) == (int(n), float(eta))
     elif name.startswith("fig4c_"):
-        assert FLAGS.weight_optimizer == name.split("_")[1]
+        assert t.weight_optimizer == name.split("_")[1]
     elif name.startswith("fig4l_"):
-        assert FLAGS.weighting == "single"
+        assert t.weighting == "single"
     else:
         v = int(re.match(r"fig4r_val(\d+)_", name).group(1))
-        assert s["num_validation"] == v and s["validation_batch"] == min(320, v)
+        assert c.data.num_validation == v and t.validation_batch == min(320, v)
     if not name.startswith("fig4l_"):
-        assert FLAGS.weighting == "per_example"
-
+        assert t.weighting == "per_example"
+    # Everything else is the Table 1 run the file starts from (its first line).
+    with open(path) as f:
+        lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    assert lines[0].startswith("--flagfile=experiments/configs/table1/")
+    start = config_of([lines[0]])
+    own = {line[2:].split("=")[0] for line in lines[1:]}
+    changed = {name for name in leaves() if value_of(c, name) != value_of(start, name)}
+    assert changed <= own, (changed, own)  # nothing, for the file of the Table 1 run itself (e.g. fig3_exact_head)

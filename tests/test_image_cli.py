@@ -1,128 +1,148 @@
-"""experiments.train and experiments.compare on bad input: one line on stderr, exit code 2, no traceback."""
+"""experiments.train, experiments.compare and experiments.view_inputs: bad input refused in one line before
+anything is written (in-process; once per entry point through a real process: exit code 2, one stderr line, no
+traceback), the comparison's run cache, and OOD rows kept in the diagnostics."""
+import glob
 import json
 import os
-import subprocess
-import sys
+import re
 
 import numpy as np
 import pytest
+from absl import flags
+from conftest import assert_one_line_error, parsed, refusal, run_main, run_module
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run(module, args, timeout=300):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+from influence_ssl.data import DatasetNotFoundError
 
 
-@pytest.mark.parametrize("flag, message", [
-    ("--num_labeled=-5", "--num_labeled must be >= 1"),
-    ("--num_labeled=5000", "does not fit digits"),
-    ("--num_validation=2000", "does not fit digits"),
-    ("--confidence=1.5", "--confidence must be in [0, 1]"),
-    ("--weight_lr=nan", "--weight_lr must be a finite number"),
-    ("--lr=inf", "--lr must be a finite number"),
-    ("--uda_softmax_temp=0", "--uda_softmax_temp must be > 0"),
-    ("--batch=0", "--batch must be >= 1"),
-    ("--with_extra", "--with_extra applies to --dataset=svhn only"),
-    ("--train_dir={file}/run", "Cannot write to --train_dir"),
-    ("--ood_fraction=1.5", "--ood_fraction must be in [0, 1)"),
-    ("--ood_classes=6,x", "--ood_classes must be class numbers"),
-    ("--ood_fraction=0.5", "--ood_fraction needs --ood_classes or --ood_noise"),
-    ("--ood_classes=12", "OOD classes must be in 0..9"),
+@pytest.mark.parametrize("args, message", [
+    (["--num_labeled=-5"], "--num_labeled must be >= 1"),
+    (["--num_labeled=5000"], "does not fit digits"),
+    (["--num_validation=2000"], "does not fit digits"),
+    (["--confidence=1.5"], "--confidence must be in [0, 1]"),
+    (["--weight_lr=nan"], "--weight_lr must be a finite number"),
+    (["--lr=inf"], "--lr must be a finite number"),
+    (["--algorithm=uda", "--uda_softmax_temp=0"], "--uda_softmax_temp must be > 0"),
+    (["--uda_softmax_temp=0.5"], "--uda_softmax_temp does not apply to --algorithm=fixmatch: remove it."),
+    (["--num_unlabeled=30"], "--num_unlabeled does not apply to --dataset=digits: remove it."),
+    (["--batch=0"], "--batch must be >= 1"),
+    (["--ema=1"], "--ema must be in [0, 1)"),
+    (["--with_extra"], "--with_extra applies to --dataset=svhn only"),
+    (["--train_dir={file}/run"], "Cannot write to --train_dir"),
+    (["--ood_fraction=1.5"], "--ood_fraction must be in [0, 1)"),
+    (["--ood_classes=6,x"], "--ood_classes must be class numbers"),
+    (["--ood_fraction=0.5"], "--ood_fraction needs --ood_classes or --ood_noise"),
+    (["--ood_classes=12"], "OOD classes must be in 0..9"),
+    (["--export_unlabeled_text={tmp}/u.txt"], "--export_unlabeled_text applies to --dataset=imdb only."),
+    (["--dataset=imdb", "--aug=tf_idf-0.2"], "--dataset=imdb needs --bert_dir"),
 ])
-def test_train_refuses_bad_input_in_one_line(tmp_path, flag, message):
+def test_train_refuses_bad_input_in_one_line_before_writing(tmp_path, args, message):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    result = run("experiments.train", [flag.format(file=blocker), f"--train_dir={tmp_path / 'run'}"]
-                 if "train_dir" not in flag else [flag.format(file=blocker)])
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr[-2000:]
+    args = [a.format(file=blocker, tmp=tmp_path) for a in args]
+    if not any(a.startswith("--train_dir") for a in args):
+        args.append(f"--train_dir={tmp_path / 'run'}")
+    assert message in refusal("experiments.train", args)
     assert not os.path.exists(tmp_path / "run" / "ckpt")  # nothing written before the check
 
 
-@pytest.mark.parametrize("flag, message", [
-    ("--metric=best_test_accuracy", "best_test_accuracy"),  # a test-selected number is not offered
-    ("--weight_lr_grid=0.01,abc", "--weight_lr_grid must be a list of numbers"),
-    ("--weight_lr_grid=0.01,-1", "--weight_lr_grid must hold finite values > 0"),
-    ("--tuned_lambda_grid=1,nan", "--tuned_lambda_grid must hold finite values >= 0"),
+def test_a_missing_dataset_is_its_own_error_with_instructions(tmp_path):
+    """Not one line: how to prepare the dataset elsewhere (nothing is downloaded)."""
+    message = refusal("experiments.train", ["--dataset=svhn", f"--data_dir={tmp_path}", f"--train_dir={tmp_path}/r"],
+                      errors=DatasetNotFoundError, one_line=False)
+    assert "svhn_cropped" in message and "Nothing is downloaded" in message
+    assert not os.path.exists(tmp_path / "r" / "ckpt")
+
+
+def test_train_refuses_bad_input_through_a_real_process(tmp_path):
+    result = run_module("experiments.train", ["--confidence=1.5", f"--train_dir={tmp_path / 'run'}"])
+    assert_one_line_error(result, "--confidence must be in [0, 1]")
+    assert not (tmp_path / "run").exists()
+
+
+COMPARE = "experiments.compare"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--weight_lr_grid=0.01,abc"], "--weight_lr_grid must be a list of numbers"),
+    (["--weight_lr_grid=0.01,-1"], "--weight_lr_grid must hold finite values > 0"),
+    (["--tuned_lambda_grid=1,nan"], "--tuned_lambda_grid must hold finite values >= 0"),
+    (["--seeds=0"], "--seeds must be >= 1"),
+    (["--json_out=/proc/version/r.json"], "Cannot write to --json_out"),
+    (["--run_cache=/proc/version/runs"], "Cannot write to --run_cache"),
+    (["--dataset=moons", "--batch=8"], "--batch does not apply to --dataset=moons: remove it."),
 ])
-def test_compare_refuses_bad_input(tmp_path, flag, message):
-    result = run("experiments.compare", [flag, "--seeds=1", f"--json_out={tmp_path / 'r.json'}"])
-    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
-    assert "cuInit" not in result.stderr
+def test_compare_refuses_bad_input_in_one_line(tmp_path, args, message):
+    common = ["--seeds=1", f"--json_out={tmp_path / 'r.json'}", f"--run_cache={tmp_path / 'cache'}"]
+    assert message in refusal(COMPARE, common + args)
+    assert not (tmp_path / "r.json").exists()
 
 
-def test_step_size_is_chosen_on_validation_loss_never_test():
-    from experiments.compare import choose_on_validation
+def test_compare_offers_no_test_selected_metric():
+    with pytest.raises(flags.IllegalFlagValueError, match="best_test_accuracy"):
+        with parsed(COMPARE, ["--metric=best_test_accuracy"]):
+            pass
 
-    candidates = [({"weight_lr": 0.01}, None, {"validation_loss": 0.40, "test_accuracy": 0.99}),
-                  ({"weight_lr": 0.04}, None, {"validation_loss": 0.30, "test_accuracy": 0.50}),
-                  ({"weight_lr": 0.10}, None, {"validation_loss": 0.35, "test_accuracy": 0.98})]
-    assert choose_on_validation(candidates)[0]["weight_lr"] == 0.04
+
+def test_compare_refuses_bad_input_through_a_real_process(tmp_path):
+    result = run_module(COMPARE, ["--seeds=1", "--weight_lr_grid=0.01,-1", f"--json_out={tmp_path / 'r.json'}",
+                                  f"--run_cache={tmp_path / 'cache'}"])
+    assert_one_line_error(result, "--weight_lr_grid must hold finite values > 0")
 
 
 def test_view_inputs_writes_the_grid_of_what_the_model_sees(tmp_path):
     out = tmp_path / "inputs.png"
-    result = run("experiments.view_inputs", ["--algorithm=uda", "--dataset=digits", f"--out={out}"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert out.stat().st_size > 10_000
+    stdout = run_main("experiments.view_inputs", ["--algorithm=uda", "--dataset=digits", f"--out={out}"])
+    assert f"inputs: {out}" in stdout and out.stat().st_size > 10_000
+    assert "has no images to show" in refusal("experiments.view_inputs", ["--dataset=moons", f"--out={out}"])
+
+
+TINY = ["--steps=20", "--weight_warmup=10", "--inner_steps=10", "--log_every=20", "--eval_every=20",
+        "--checkpoint_every=20", "--seeds=1"]
 
 
 def test_compare_with_ood_unlabeled_keeps_the_ood_rows_in_the_diagnostics(tmp_path):
     """OOD images have true label -1, as IMDb's unlabeled reviews do; they once fell out of the diagnostics with
-    those, so ood_fraction read 0 and AUROC(-λ → OOD) was missing. A seed file saved that way is refused."""
-    tiny = ["--steps=20", "--weight_warmup=10", "--inner_steps=10", "--log_every=20", "--eval_every=20",
-            "--checkpoint_every=20", "--seeds=1", "--ood_classes=6,7,8,9", "--ood_fraction=0.5",
-            f"--json_out={tmp_path / 'r.json'}"]
-    first = run("experiments.compare", tiny)
-    assert first.returncode == 0, first.stderr[-2000:]
+    those, so ood_fraction read 0 and AUROC(-λ → OOD) was missing."""
+    run_main(COMPARE, [*TINY, "--ood_classes=6,7,8,9", "--ood_fraction=0.5", f"--json_out={tmp_path / 'r.json'}",
+                       f"--run_cache={tmp_path / 'cache'}"])
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["ood_fraction"] == pytest.approx(0.5, abs=0.01)
     assert "auroc_low_weight_vs_ood" in results and len(results["auroc_low_weight_vs_ood_per_seed"]) == 1
-    seed_file = tmp_path / "r_seeds" / "seed_0.npz"
-    with np.load(seed_file) as f:
-        saved = dict(f)
-    assert saved["ood"].mean() == pytest.approx(0.5, abs=0.01) and saved["wrong"][saved["ood"]].all()
-    np.savez(seed_file, **{**saved, "ood": np.zeros_like(saved["ood"])})
-    stale = run("experiments.compare", tiny)
-    assert stale.returncode == 2 and "no OOD rows" in stale.stderr
+    assert results["config"]["data"]["ood_classes"] == [6, 7, 8, 9]
+    saved = [np.load(path) for path in sorted(glob.glob(str(tmp_path / "cache" / "*.npz")))]
+    assert len(saved) == 3  # base, ours, ours_reversed: every run keeps its per-example arrays
+    for arrays in saved:
+        assert arrays["ood"].mean() == pytest.approx(0.5, abs=0.01) and arrays["wrong"][arrays["ood"]].all()
 
 
-def test_compare_saves_each_seed_and_a_restart_loads_it(tmp_path):
-    """A long sweep spans sessions: a finished seed is saved whole and not re-run; other settings are refused."""
-    tiny = ["--steps=30", "--weight_warmup=10", "--inner_steps=10", "--log_every=30", "--eval_every=30",
-            "--checkpoint_every=30", "--seeds=1", "--tuned_lambda_grid=0.5,1", f"--json_out={tmp_path / 'r.json'}"]
-    first = run("experiments.compare", tiny)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert (tmp_path / "r_seeds" / "seed_0.npz").exists()
-    tuned = json.loads((tmp_path / "r.json").read_text())["methods"]["tuned_single_lambda"]
-    assert len(tuned["test_accuracy"]) == 1 and tuned["lambda_per_seed"][0] in (0.5, 1.0)
-    again = run("experiments.compare", tiny)
-    assert again.returncode == 0 and "[saved earlier]" in again.stdout
-    table = lambda out: [line for line in out.splitlines() if line.startswith(("base ", "ours "))]
-    assert table(again.stdout) == table(first.stdout)
-    other = run("experiments.compare", [*tiny, "--weight_lr=0.5"])
-    assert other.returncode == 2 and "saved under other settings" in other.stderr
+def test_compare_caches_every_run_and_a_restart_or_a_variant_trains_only_what_is_new(tmp_path):
+    """A long sweep spans sessions: every finished run is kept under its configuration's hash and not trained
+    again; a hypergradient variant trains ours and its control only (base and the fixed λ compute no influence)."""
+    cache = tmp_path / "cache"
+    tiny = [*TINY, "--tuned_lambda_grid=0.5,1", f"--run_cache={cache}"]
+    first = run_main(COMPARE, [*tiny, f"--json_out={tmp_path / 'r.json'}"])
+    assert re.findall(r"(\d+) run\(s\) trained", first) == ["4"]  # the tuned λ = 1 is the base run
+    results = json.loads((tmp_path / "r.json").read_text())
+    tuned = results["methods"]["tuned_single_lambda"]
+    assert len(tuned["values"]) == 1 and tuned["lambda_per_seed"][0] in (0.5, 1.0)
+    if tuned["lambda_per_seed"][0] == 1.0:
+        assert tuned["values"] == results["methods"]["base"]["values"]
+    again = run_main(COMPARE, [*tiny, f"--json_out={tmp_path / 'again.json'}"])
+    assert re.findall(r"(\d+) run\(s\) trained", again) == ["0"]
+    assert json.loads((tmp_path / "again.json").read_text())["methods"] == results["methods"]
 
-    # A hypergradient variant reads base and the tuned λ from the paper-method seeds (marked here, to see them read).
-    with np.load(tmp_path / "r_seeds" / "seed_0.npz") as f:
-        saved = dict(f)
-    os.makedirs(tmp_path / "marked")
-    np.savez(tmp_path / "marked" / "seed_0.npz", **{**saved, "accuracy_base": np.float64(0.123)})
-    variant = [*tiny[:-1], "--hypergradient_normalization=class", f"--baselines_from={tmp_path / 'marked'}",
-               f"--json_out={tmp_path / 'v.json'}"]
-    result = run("experiments.compare", variant)
-    assert result.returncode == 0, result.stderr[-2000:]
-    methods = json.loads((tmp_path / "v.json").read_text())["methods"]
-    assert methods["base"]["test_accuracy"] == [0.123]
-    assert methods["tuned_single_lambda"]["test_accuracy"] == tuned["test_accuracy"]
-    mismatch = run("experiments.compare", [*variant[:-1], "--weight_lr=0.5", f"--json_out={tmp_path / 'w.json'}"])
-    assert mismatch.returncode == 2 and "--baselines_from" in mismatch.stderr
-    # So does another inverse Hessian over another scope: base and the fixed λ never compute an influence.
-    scoped = run("experiments.compare", [*variant[:-1], "--influence=cg", "--influence_scope=last_block",
-                                         f"--json_out={tmp_path / 'cg.json'}"])
-    assert scoped.returncode == 0, scoped.stderr[-2000:]
-    assert json.loads((tmp_path / "cg.json").read_text())["methods"]["base"]["test_accuracy"] == [0.123]
+    # Mark the base run in the cache, to see it read rather than trained again.
+    [base_file] = [path for path in cache.glob("*.json")
+                   if json.loads(path.read_text())["key"]["train"]["weighting"] == "none"
+                   and json.loads(path.read_text())["key"]["train"]["weight_init"] == 1.0]
+    body = json.loads(base_file.read_text())
+    body["record"]["test_accuracy"] = 0.123
+    base_file.write_text(json.dumps(body))
+    variant = run_main(COMPARE, [*tiny, "--hypergradient_normalization=class", f"--json_out={tmp_path / 'v.json'}"])
+    assert re.findall(r"(\d+) run\(s\) trained", variant) == ["2"]
+    variant_results = json.loads((tmp_path / "v.json").read_text())
+    assert variant_results["config"]["train"]["hypergradient_normalization"] == "class"
+    methods = variant_results["methods"]
+    assert methods["base"]["values"] == [0.123]
+    assert methods["tuned_single_lambda"]["values"] == ([0.123] if tuned["lambda_per_seed"][0] == 1.0
+                                                        else tuned["values"])

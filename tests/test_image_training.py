@@ -8,19 +8,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from absl import flags
+from conftest import ROOT, config_of
 
-from experiments import image_ssl
 from influence_ssl.data import SSLData
 from influence_ssl.models import small_cnn, two_layer_mlp
 from influence_ssl.pergrad import per_example_gradients
+from influence_ssl.runs import build, presets
 from influence_ssl.ssl import FixMatch
 from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
 from influence_ssl.trainer import TrainConfig, Trainer
 from influence_ssl.trainer.image_source import AugmentedImageSource
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = flags.FLAGS
 
 
 def random_images(rng, n, size=8, channels=1):
@@ -105,54 +102,54 @@ def mock_cifar(tmp_path):
         yield str(tmp_path)
 
 
-def parse_flags(args):
-    FLAGS.unparse_flags()
-    FLAGS(["test"] + args)
-
-
 @pytest.mark.parametrize("algorithm", ["uda", "fixmatch"])
 def test_wrn_28_2_with_weights_runs_on_mock_cifar10(mock_cifar, tmp_path, algorithm):
     """The GPU configuration's code path (WRN-28-2, CIFAR-10 from TFDS, augmentations, EMA, Λ steps)."""
-    parse_flags([f"--algorithm={algorithm}", "--dataset=cifar10", f"--data_dir={mock_cifar}", "--augment=cta",
-                 "--num_labeled=10", "--num_validation=10", "--steps=4", "--batch=2", "--uratio=2",
-                 "--inner_steps=2", "--weight_warmup=0", "--validation_batch=4", "--eval_every=4",
-                 "--log_every=4", "--checkpoint_every=4"])
-    settings = image_ssl.resolved()
-    assert settings["arch"] == "wrn28_2"
-    data, _, _ = image_ssl.load_data(settings, seed=1)
-    trainer = image_ssl.make_trainer(settings, data, 1, "per_example", train_dir=str(tmp_path / "run"),
-                                     verbose=False)
+    config = config_of([f"--algorithm={algorithm}", "--dataset=cifar10", f"--data_dir={mock_cifar}", "--num_labeled=10",
+                        "--num_validation=10", "--steps=4", "--batch=2", "--uratio=2", "--inner_steps=2",
+                        "--weight_warmup=0", "--validation_batch=4", "--eval_every=4", "--log_every=4",
+                        "--checkpoint_every=4", "--seed=1"] + (["--augment=cta"] if algorithm == "fixmatch" else []))
+    assert config.model.arch == "wrn28_2" and config.train.unlabeled_batch == 4
+    data, _, _ = build.load_data(config)
+    trainer = build.make_trainer(config, data, train_dir=str(tmp_path / "run"), verbose=False)
     assert trainer.model.count_params() > 1_400_000
     results = trainer.run()
     assert results["step"] == 4 and 0.0 <= results["test_accuracy"] <= 1.0
     assert trainer.weights.optimizer.iterations.numpy() == 2  # two Λ steps
     if algorithm == "fixmatch":  # CTAugment learned from its probes, and is checkpointed
         assert not np.all(trainer.source.probe.rates.numpy() == 1.0)
-        saved = [name for name, _ in tf.train.list_variables(tf.train.latest_checkpoint(str(tmp_path / "run" / "ckpt")))]
+        checkpoint = tf.train.latest_checkpoint(str(tmp_path / "run" / "ckpt"))
+        saved = [name for name, _ in tf.train.list_variables(checkpoint)]
         assert any(name.startswith("data_state/") for name in saved), saved
+
+
+def table1_config(path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    return config_of([f"--flagfile={path}"])
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "experiments/configs/table1/*.cfg"))),
                          ids=os.path.basename)
-def test_table1_flag_files_resolve_to_the_paper_values(path):
-    parse_flags([f"--flagfile={path}"])
-    s = image_ssl.resolved()
-    assert s["num_validation"] == 1024 and s["arch"] == "wrn28_2"
-    if FLAGS.weighting == "per_example":
-        assert s["weight_lr"] == 0.01 and s["weight_warmup"] == 20_000 and s["validation_batch"] == 320
-        if FLAGS.algorithm == "fixmatch":  # the paper gives these for UDA only: say so in the file
+def test_table1_flag_files_resolve_to_the_paper_values(path, monkeypatch):
+    c = table1_config(path, monkeypatch)
+    t = c.train
+    assert c.data.num_validation == 1024 and c.model.arch == "wrn28_2"
+    assert c.data.with_extra == (c.data.dataset == "svhn" and c.algorithm.algorithm == "fixmatch")
+    if t.weighting == "per_example":
+        assert t.weight_lr == 0.01 and t.weight_warmup == 20_000 and t.validation_batch == 320
+        if c.algorithm.algorithm == "fixmatch":  # the paper gives these for UDA only: say so in the file
             with open(path) as f:
                 assert "ASSUMED" in f.read()
-    if FLAGS.algorithm == "fixmatch":
-        assert (s["steps"], s["batch"], s["uratio"], s["lr"], s["ema"]) == (2**20, 64, 7, 0.03, 0.999)
-        assert s["inner_steps"] == 512 and FLAGS.augment == "cta"
+    if c.algorithm.algorithm == "fixmatch":
+        assert (t.steps, t.labeled_batch, c.uratio, t.unlabeled_batch, t.lr, t.ema_decay) == (2**20, 64, 7, 448, 0.03,
+                                                                                              0.999)
+        assert t.inner_steps == 512 and c.algorithm.augment == "cta" and c.algorithm.confidence == 0.95
     else:
-        assert (s["steps"], s["batch"], s["uratio"], s["lr_warmup"], s["min_lr_ratio"]) == (400_000, 64, 5, 20_000,
-                                                                                            0.004)
-        assert s["inner_steps"] == 100
-        expected_init = 5.0 if (FLAGS.dataset == "cifar10" and s["num_labeled"] == 250
-                                and FLAGS.weighting == "per_example") else 1.0
-        assert s["weight_init"] == expected_init
+        assert (t.steps, t.labeled_batch, c.uratio, t.lr_warmup, t.min_lr_ratio) == (400_000, 64, 5, 20_000, 0.004)
+        assert (t.inner_steps, t.ema_decay, c.algorithm.uda_preset) == (100, 0.0, "paper")
+        expected_init = 5.0 if (c.data.dataset == "cifar10" and c.data.num_labeled == 250
+                                and t.weighting == "per_example") else 1.0
+        assert t.weight_init == expected_init
 
 
 def test_table1_has_every_cell_the_paper_reports():
@@ -166,17 +163,14 @@ def test_table1_has_every_cell_the_paper_reports():
 
 def test_image_run_with_ema_and_ctaugment_resumes_exactly(tmp_path):
     """Kill and resume: model, EMA, optimizer, Λ + M-Adam slots and CTAugment's rates all come back."""
-    parse_flags(["--algorithm=fixmatch", "--dataset=digits", "--augment=cta", "--steps=12", "--batch=10",
-                 "--uratio=2", "--inner_steps=3", "--weight_warmup=0", "--eval_every=4", "--log_every=4",
-                 "--checkpoint_every=4"])
-    settings = image_ssl.resolved()
-    assert settings["ema"] > 0
-    data, _, _ = image_ssl.load_data(settings, seed=0)
+    config = config_of(["--algorithm=fixmatch", "--dataset=digits", "--augment=cta", "--steps=12", "--batch=10",
+                        "--uratio=2", "--inner_steps=3", "--weight_warmup=0", "--eval_every=4", "--log_every=4",
+                        "--checkpoint_every=4"])
+    assert config.train.ema_decay > 0
+    data, _, _ = build.load_data(config)
 
     def trainer(name, callbacks=()):
-        t = image_ssl.make_trainer(settings, data, 0, "per_example", train_dir=str(tmp_path / name), verbose=False)
-        t.callbacks = list(callbacks)
-        return t
+        return build.make_trainer(config, data, train_dir=str(tmp_path / name), verbose=False, callbacks=callbacks)
 
     whole = trainer("whole")
     whole.run()
@@ -205,8 +199,7 @@ def test_image_run_with_ema_and_ctaugment_resumes_exactly(tmp_path):
 def test_only_mirror_invariant_datasets_are_flipped(monkeypatch, algorithm, dataset, flips):
     """Digits (sklearn, SVHN) are never mirrored, in the weak or the strong view: with the random flip
     replaced by an unconditional mirror, their views do not change; CIFAR-10's do."""
-    parse_flags([f"--algorithm={algorithm}", f"--dataset={dataset}"])
-    weak, strong, _ = image_ssl.make_augmentations()
+    weak, strong, _ = build.make_augmentations(presets.resolve({"algorithm": algorithm, "dataset": dataset}))
     images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 1)), tf.float32)
     seed = tf.constant([3, 4], tf.int64)
     plain = [augment(images, seed).numpy() for augment in (weak, strong)]
@@ -251,10 +244,9 @@ def test_kernel_decay_takes_every_kernel_and_nothing_else(build):
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "experiments/configs/ood/*.cfg"))),
                          ids=os.path.basename)
-def test_ood_flag_files_hold_out_oliver_et_als_non_animal_classes(path):
-    parse_flags([f"--flagfile={path}"])
-    s = image_ssl.resolved()
-    assert FLAGS.dataset == "cifar10" and FLAGS.algorithm == "fixmatch" and FLAGS.augment == "cta"
-    assert sorted(int(c) for c in FLAGS.ood_classes) == [0, 1, 8, 9] and s["num_labeled"] == 2400
-    assert FLAGS.ood_fraction == int(re.search(r"ood(\d+)\.cfg$", path).group(1)) / 100
-    assert s["inner_steps"] == 512 and s["weight_lr"] == 0.01
+def test_ood_flag_files_hold_out_oliver_et_als_non_animal_classes(path, monkeypatch):
+    c = table1_config(path, monkeypatch)
+    assert (c.data.dataset, c.algorithm.algorithm, c.algorithm.augment) == ("cifar10", "fixmatch", "cta")
+    assert c.data.ood_classes == (0, 1, 8, 9) and c.data.num_labeled == 2400 and c.data.ood
+    assert c.data.ood_fraction == int(re.search(r"ood(\d+)\.cfg$", path).group(1)) / 100
+    assert c.train.inner_steps == 512 and c.train.weight_lr == 0.01

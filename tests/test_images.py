@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from conftest import config_of
 
 from influence_ssl.data import (
     DatasetNotFoundError,
@@ -19,6 +20,8 @@ from influence_ssl.data import (
     svhn_labels_as,
 )
 from influence_ssl.data import images as images_lib
+from influence_ssl.runs import build
+from influence_ssl.trainer import ConfigError
 
 NUM_MOCK = 40
 
@@ -218,3 +221,22 @@ def test_scaling_and_label_conventions():
     digits = np.arange(10)
     assert svhn_labels_as(digits, "uda").tolist() == digits.tolist()
     assert svhn_labels_as(digits, "fixmatch").tolist() == [9, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_a_run_configuration_loads_its_seeds_split(mock_tfds):
+    """influence_ssl.runs.build: the split of (sizes, seed), the same as the data module's, with the split
+    returned for saving; a split that does not fit is a one-line ConfigError before any model exists."""
+    config = config_of(["--num_labeled=20", "--num_validation=30", "--batch=10", "--validation_batch=30", "--seed=3"])
+    data, split, meta = build.load_data(config)
+    reference = image_ssl_data("digits", 20, 30, seed=3)
+    np.testing.assert_array_equal(data.labeled_x, reference.labeled_x)
+    np.testing.assert_array_equal(data.unlabeled_ids, split.unlabeled)
+    assert split.seed == 3 and len(split.validation) == 30
+    cifar = config_of(["--dataset=cifar10", f"--data_dir={mock_tfds}", "--num_labeled=10", "--num_validation=5",
+                       "--validation_batch=5", "--batch=10", "--seed=1"])
+    data, split, meta = build.load_data(cifar)
+    assert data.labeled_x.shape == (10, 32, 32, 3) and len(data.unlabeled_ids) == NUM_MOCK - 5
+    assert meta["train_sha256"]
+    with pytest.raises(ConfigError, match=r"--num_labeled=40 with --num_validation=5 does not fit cifar10"):
+        build.load_data(config_of(["--dataset=cifar10", f"--data_dir={mock_tfds}", "--num_labeled=40",
+                                   "--num_validation=5", "--validation_batch=5", "--batch=10"]))

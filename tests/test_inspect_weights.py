@@ -1,23 +1,15 @@
-"""experiments.inspect_weights on tiny synthetic and image runs, and metrics.weights_report by hand."""
+"""experiments.inspect_weights on tiny synthetic and image runs (in-process), and metrics.weights_report by hand."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import refusal, run_main
 from scipy.stats import spearmanr
 
 from influence_ssl.metrics import spearman, weights_report
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = {"auroc_low_weight_vs_wrong", "wrong_rate_all", "wrong_rate_lowest_5pct", "lambda_histogram",
         "spearman_lambda_vs_confidence", "spearman_lambda_vs_margin", "per_class", "by_hypergradient_count"}
-
-
-def run(module, args, timeout=300):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def test_spearman_matches_scipy_with_ties():
@@ -44,31 +36,29 @@ def test_weights_report_by_hand():
 
 def test_inspect_weights_on_synthetic_and_image_runs(tmp_path):
     tiny = ["--seeds=2", "--steps=40", "--weight_warmup=10", "--inner_steps=5", "--unlabeled_rampup=10",
-            "--num_unlabeled=100", "--unlabeled_batch=100", "--num_test=200", "--tuned_grid=1", "--plot_dir="]
-    result = run("experiments.synthetic", [*tiny, f"--runs_dir={tmp_path / 'syn'}", f"--json_out={tmp_path / 's.json'}"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    result = run("experiments.inspect_weights", [str(tmp_path / "syn" / "seed_0"), str(tmp_path / "syn" / "seed_1"),
-                                                 f"--out_dir={tmp_path / 'syn_report'}"])
-    assert result.returncode == 0, result.stderr[-2000:]
+            "--num_unlabeled=100", "--num_test=200", "--tuned_lambda_grid=1", "--plot_dir=",
+            f"--run_cache={tmp_path / 'cache'}"]
+    run_main("experiments.synthetic", [*tiny, f"--runs_dir={tmp_path / 'syn'}", f"--json_out={tmp_path / 's.json'}"])
+    seeds = [str(tmp_path / "syn" / f"seed_{s}") for s in (0, 1)]
+    stdout = run_main("experiments.inspect_weights", [*seeds, f"--out_dir={tmp_path / 'syn_report'}"])
+    assert "2 run(s), 200 unlabeled examples" in stdout
     report = json.loads((tmp_path / "syn_report" / "weights_report.json").read_text())
     assert KEYS <= set(report) and len(report["auroc_low_weight_vs_wrong_per_seed"]) == 2
     synthetic = json.loads((tmp_path / "s.json").read_text())["weights"]  # the same numbers, another path
     assert report["wrong_rate_lowest_5pct"] == pytest.approx(synthetic["wrong_pseudo_label_rate_lowest_5pct"])
+    assert report["auroc_low_weight_vs_wrong"] == pytest.approx(synthetic["auroc_low_weight_vs_wrong"])
     for name in ["lambda_histogram", "lambda_vs_confidence", "lambda_vs_margin", "lambda_per_class", "lambda_points"]:
         assert (tmp_path / "syn_report" / f"{name}.png").stat().st_size > 5_000
 
     train_dir = tmp_path / "digits"
-    result = run("experiments.train", ["--steps=40", "--weight_warmup=20", "--inner_steps=10", "--log_every=40",
-                                       "--eval_every=40", "--checkpoint_every=40", f"--train_dir={train_dir}"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    result = run("experiments.inspect_weights", [str(train_dir)])
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_main("experiments.train", ["--steps=40", "--weight_warmup=20", "--inner_steps=10", "--log_every=40",
+                                   "--eval_every=40", "--checkpoint_every=40", f"--train_dir={train_dir}"])
+    run_main("experiments.inspect_weights", [str(train_dir)])
     report = json.loads((train_dir / "weights_report.json").read_text())
     assert KEYS <= set(report) and report["num_examples"] == 1097
     assert (train_dir / "lambda_extremes.png").stat().st_size > 10_000
 
 
 def test_inspect_weights_without_a_record_is_one_line(tmp_path):
-    result = run("experiments.inspect_weights", [str(tmp_path)])
-    assert result.returncode == 2 and "holds no unlabeled_diagnostics.npz" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "holds no unlabeled_diagnostics.npz" in refusal("experiments.inspect_weights", [str(tmp_path)])
+    assert "Give at least one run directory" in refusal("experiments.inspect_weights", [])

@@ -1,6 +1,7 @@
 """MultiWorkerMirroredStrategy: two worker processes on localhost ports (CPU) end with the
 θ and λ of a single-process run; only the chief writes the run directory; a run whose worker is killed resumes
-from the chief's last checkpoint and ends where the uninterrupted run ends."""
+from the chief's last checkpoint and ends where the uninterrupted run ends; experiments.train runs on two workers
+end to end and refuses an unusable TF_CONFIG in one line."""
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import refusal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -139,15 +141,51 @@ def test_a_killed_worker_resumes_from_the_chiefs_checkpoint_and_ends_the_same(un
     assert max_diff(resumed, w0) < 1e-6
 
 
-def test_the_cli_refuses_multi_worker_without_a_usable_tf_config(tmp_path):
-    for tf_config, message in [(None, "needs the TF_CONFIG environment variable"),
-                               ('{"cluster": {}}', "TF_CONFIG is not a cluster and a task"),
-                               ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}',
-                                "task index 3")]:
-        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-        if tf_config is not None:
-            env["TF_CONFIG"] = tf_config
-        r = subprocess.run([sys.executable, "-m", "experiments.train", "--strategy=multi_worker",
-                            f"--train_dir={tmp_path}/r"], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=120)
-        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+def test_experiments_train_runs_on_two_workers_and_the_chief_writes_a_complete_run(tmp_path):
+    """Every worker takes part in the collectives up to the last one (the diagnostics read mirrored variables),
+    then the other worker leaves: the chief must not wait for it in a collective."""
+    ports = free_ports(2)
+    run_dir = tmp_path / "run"
+    args = ["--strategy=multi_worker", "--algorithm=fixmatch", "--dataset=digits", "--confidence=0", "--steps=6",
+            "--inner_steps=3", "--weight_warmup=0", "--eval_every=6", "--log_every=6", "--checkpoint_every=6",
+            f"--train_dir={run_dir}"]
+    procs = []
+    for task in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=json.dumps(
+            {"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": task}}))
+        procs.append(subprocess.Popen([sys.executable, "-m", "experiments.train", *args], cwd=ROOT, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        logs = [p.communicate(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, logs):
+        assert p.returncode == 0, (out[-2000:], err[-3000:])
+    assert "2 replica(s)" in logs[0][0] and "results:" in logs[0][0] and "worker done:" in logs[1][0]
+    names = set(os.listdir(run_dir))
+    assert {"results.json", "unlabeled_diagnostics.npz", "weights.npy", "config.json", "ckpt", "split.json",
+            "eval_history.jsonl"} <= names, names
+    assert not [n for n in names if n.startswith("scratch_")], names
+    assert (run_dir / "ckpt" / "ckpt-6.index").exists()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["step"] == 6 and results["run_config"]["train"]["steps"] == 6
+    assert "--strategy=multi_worker" in results["provenance"]["command"]
+    assert results["lambda"]["lambda_step_abs_mean_over_run"] > 0  # two Λ steps moved λ (τ = 0: every example)
+    with np.load(run_dir / "unlabeled_diagnostics.npz") as record:
+        assert len(record["ids"]) == 1097 and record["low_images"].shape == (32, 8, 8, 1)
+        np.testing.assert_array_equal(record["lambda"], np.load(run_dir / "weights.npy")[record["ids"]])
+
+
+@pytest.mark.parametrize("tf_config, args, message", [
+    (None, [], "needs the TF_CONFIG environment variable"),
+    ('{"cluster": {}}', [], "TF_CONFIG is not a cluster and a task"),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}', [], "task index 3"),
+    (None, ["--tpu=grpc://x"], "--strategy=multi_worker and --tpu exclude each other."),
+])
+def test_train_refuses_multi_worker_without_a_usable_tf_config(tmp_path, monkeypatch, tf_config, args, message):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    if tf_config is not None:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    assert message in refusal("experiments.train", ["--strategy=multi_worker", *args, f"--train_dir={tmp_path}/r"])

@@ -1,8 +1,12 @@
-"""Out-of-distribution unlabeled data: held-out classes or noise at a chosen fraction of a fixed-size set."""
+"""Out-of-distribution unlabeled data: held-out classes or noise at a chosen fraction of a fixed-size set, and the
+run configuration's path to it."""
 import numpy as np
 import pytest
+from conftest import config_of
 
-from influence_ssl.data import ImageDataset, SplitSizeError, ood_ssl_data
+from influence_ssl.data import ImageDataset, SplitSizeError, load_image_dataset, ood_ssl_data
+from influence_ssl.runs import build
+from influence_ssl.trainer import ConfigError
 
 
 def toy_dataset(per_class=40, seed=0):
@@ -24,7 +28,8 @@ def test_held_out_classes_fill_the_chosen_fraction_of_a_fixed_size_unlabeled_set
     reference = ood_ssl_data(dataset, 12, 18, seed=3, ood_classes=[6, 7, 8, 9], ood_fraction=0.0)
     # One size at every fraction, capped where the 160 held-out images cannot fill the fraction.
     pool = 4 * 40
-    expected = len(reference.unlabeled_ids) if fraction == 0 else min(len(reference.unlabeled_ids), int(pool / fraction))
+    size = len(reference.unlabeled_ids)
+    expected = size if fraction == 0 else min(size, int(pool / fraction))
     assert len(data.unlabeled_ids) == expected
     assert data.unlabeled_ood.mean() == pytest.approx(fraction, abs=1 / len(data.unlabeled_ids))
     source_class = data.unlabeled_x[:, 0, 0, 0] // 10
@@ -53,3 +58,18 @@ def test_remapped_classes_and_noise():
 def test_impossible_requests_are_refused(kwargs):
     with pytest.raises(SplitSizeError):
         ood_ssl_data(toy_dataset(), 10, 10, seed=0, **kwargs)
+
+
+def test_a_run_configuration_with_ood_flags_builds_the_ood_split_of_its_seed():
+    config = config_of(["--ood_classes=6,7,8,9", "--ood_fraction=0.5", "--num_labeled=30", "--num_validation=60",
+                        "--validation_batch=60", "--batch=10", "--seed=2"])
+    data, split, _ = build.load_data(config)
+    assert split is None  # an out-of-distribution run is defined by its configuration and seed
+    reference = ood_ssl_data(load_image_dataset("digits"), 30, 60, seed=2, ood_classes=[6, 7, 8, 9], ood_fraction=0.5)
+    np.testing.assert_array_equal(data.unlabeled_x, reference.unlabeled_x)
+    np.testing.assert_array_equal(data.unlabeled_ood, reference.unlabeled_ood)
+    assert data.num_classes == 6 and data.unlabeled_ood.mean() == pytest.approx(0.5, abs=0.01)
+    noise, _, _ = build.load_data(config_of(["--ood_noise", "--ood_fraction=0.25"]))
+    assert noise.num_classes == 10 and noise.unlabeled_ood.mean() == pytest.approx(0.25, abs=0.01)
+    with pytest.raises(ConfigError, match="does not fit digits: OOD classes must be in 0..9"):
+        build.load_data(config_of(["--ood_classes=12", "--ood_fraction=0.5"]))

@@ -7,6 +7,8 @@ import tf_keras as keras
 from influence_ssl import augment
 from influence_ssl.data import SSLData
 from influence_ssl.models import small_cnn
+from influence_ssl.runs import build as run_build
+from influence_ssl.runs import presets
 from influence_ssl.ssl import FixMatch
 from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
 from influence_ssl.trainer.image_source import AugmentedImageSource
@@ -16,7 +18,8 @@ def digits_like(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(80, 8, 8, 1), dtype=np.uint8)
     y = np.tile(np.arange(10), 8).astype(np.int64)
-    return SSLData("tiny", 10, x[:20], y[:20], x[20:60], np.arange(40), y[20:60], x[60:80], y[60:80], x[60:80], y[60:80])
+    return SSLData("tiny", 10, x[:20], y[:20], x[20:60], np.arange(40), y[20:60], x[60:80], y[60:80], x[60:80],
+                   y[60:80])
 
 
 def build(mixed=False):
@@ -74,3 +77,17 @@ def test_mixed_precision_flag_and_model_policy_must_agree():
         trainer(build(), mixed_precision=True)
     with pytest.raises(ConfigError, match="mixed_float16"):
         trainer(build(mixed=True))
+
+
+def test_the_run_configuration_builds_a_float16_model_and_a_scaled_xla_step():
+    """--mixed_precision and --jit_compile through influence_ssl.runs: the model is built under 'mixed_float16'
+    (head float32), the global policy is restored afterwards, and the θ optimizer scales the loss."""
+    config = presets.resolve({"mixed_precision": True, "jit_compile": True, "batch": 10, "uratio": 2,
+                              "validation_batch": 20, "steps": 4, "inner_steps": 2, "weight_warmup": 0})
+    trainer = run_build.make_trainer(config, digits_like(), verbose=False)
+    assert trainer.model.compute_dtype == "float16" and trainer.model.head.compute_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert isinstance(trainer.theta_optimizer, keras.mixed_precision.LossScaleOptimizer)
+    assert trainer.config.jit_compile and trainer.config == config.train
+    plain = run_build.make_model(config.replace(mixed_precision=False), digits_like())
+    assert plain.compute_dtype == "float32"

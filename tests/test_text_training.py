@@ -1,29 +1,26 @@
 """The text recipe's pieces against hand / numpy references, the binary influence against the exact
-oracle, and the whole pipeline through `python -m experiments.train --dataset=imdb` on a tiny BERT."""
-import importlib
+oracle, and the whole pipeline through experiments.train and experiments.compare with --dataset=imdb on a tiny
+BERT (in-process), the Table 2 flag files and the inputs refused before anything is read."""
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from conftest import ROOT, config_of, refusal, run_main, run_module
 from test_text_bert import VOCAB, tiny_bert, write_google_folder
 from test_text_data import write_acl_imdb
 
 from influence_ssl.models import Classifier
 from influence_ssl.optimizers import BertAdam
+from influence_ssl.runs import build, text
 from influence_ssl.ssl import UDA
 from influence_ssl.ssl.tsa import tsa_threshold
 from influence_ssl.trainer import TrainConfig, Trainer
 from influence_ssl.trainer.schedules import ThetaSchedule
 from influence_ssl.trainer.text_source import PairedTextSource
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ------------------------------------------------------------------------------ optimizer and schedule
@@ -105,8 +102,7 @@ def fake_text_data(seed=0, length=12, labeled=8, unlabeled=48, validation=8):
         return x
 
     return TextSSLData(name="imdb", num_classes=2, labeled_x=ids(labeled), labeled_y=np.arange(labeled) % 2,
-                       unlabeled_x=ids(unlabeled), unlabeled_ids=np.arange(unlabeled),
-                       unlabeled_true_y=np.zeros(unlabeled, int),
+                       unlabeled_x=ids(unlabeled), unlabeled_ids=np.arange(unlabeled), unlabeled_true_y=np.zeros(unlabeled, int),
                        val_x=ids(validation), val_y=np.arange(validation) % 2, test_x=ids(4), test_y=np.zeros(4, int),
                        unlabeled_aug_x=ids(unlabeled))
 
@@ -150,54 +146,65 @@ def text_inputs(tmp_path_factory):
     return bert_dir, write_acl_imdb(root / "aclImdb"), str(root / "cache")
 
 
-def train(args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "experiments.train", "--algorithm=uda", "--dataset=imdb", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def tiny_text(text_inputs):
+    bert_dir, imdb_dir, cache = text_inputs
+    return ["--algorithm=uda", "--dataset=imdb", f"--bert_dir={bert_dir}", f"--imdb_dir={imdb_dir}",
+            f"--text_cache_dir={cache}", "--aug=tf_idf-0.2", "--max_seq_length=32", "--batch=4", "--uratio=2",
+            "--inner_steps=2", "--weight_warmup=2", "--binary_reparam", "--log_every=2", "--checkpoint_every=4",
+            "--steps=4"]
 
 
 def test_training_through_the_command_line_with_weights(text_inputs, tmp_path):
-    bert_dir, imdb_dir, cache = text_inputs
     run_dir = tmp_path / "ours"
-    result = train([f"--bert_dir={bert_dir}", f"--imdb_dir={imdb_dir}", f"--text_cache_dir={cache}",
-                    "--aug=tf_idf-0.2", "--max_seq_length=32", "--batch=4", "--uratio=2", "--inner_steps=2",
-                    "--weight_warmup=2", "--binary_reparam", "--eval_every=2", "--log_every=2", "--checkpoint_every=4",
-                    "--seed=2", "--steps=4", "--weighting=per_example", f"--train_dir={run_dir}"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "UDA's 20 labeled reviews" in result.stdout and "token ids" in result.stdout
+    stdout = run_main("experiments.train", [*tiny_text(text_inputs), "--eval_every=2", "--seed=2",
+                                            "--weighting=per_example", f"--train_dir={run_dir}"])
+    assert "UDA's 20 labeled reviews" in stdout and "token ids" in stdout
     results = json.loads((run_dir / "results.json").read_text())
     assert results["step"] == 4 and len(results["history"]) == 2
     assert {"test_accuracy", "median_last20_test_accuracy", "test_selected", "validation_loss"} <= set(results)
     config = results["config"]
     assert (config["optimizer"], config["lr_schedule"], config["clip_norm"], config["binary_reparam"]) == \
         ("adamw", "bert_linear", 1.0, True)
+    assert (config["labeled_batch"], config["unlabeled_batch"], config["seed"]) == (4, 8, 2)
     weights = np.load(run_dir / "weights.npy")
     assert weights.shape == (68,) and np.any(weights != 1.0)  # 60 train + 8 long unsup; a Λ step at 4
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["labeled"]) == 20 and len(split["validation"]) == 20
-    # what experiments.report needs to place the run in Table 2
+    assert not (run_dir / "unlabeled_diagnostics.npz").exists()  # a text run's record would hold no pictures
+    # what experiments.report needs to place the run in Table 2: the whole configuration and its provenance
     assert results["format"] == "influence_ssl.run/1"
-    run = results["run_config"]
-    assert (run["data"]["dataset"], run["train"]["weighting"], run["text"]["max_seq_length"]) == \
+    run_config = results["run_config"]
+    assert (run_config["data"]["dataset"], run_config["train"]["weighting"], run_config["text"]["max_seq_length"]) == \
         ("imdb", "per_example", 32)
+    assert run_config["train"] == config and run_config["algorithm"]["tsa"] == "linear"
+    assert results["provenance"]["config"] == run_config
+    assert {"commit", "command", "versions", "device", "threads", "date"} <= set(results["provenance"])
 
 
-def test_compare_runs_base_ours_and_the_control_on_imdb(text_inputs, tmp_path):
-    bert_dir, imdb_dir, cache = text_inputs
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.compare", "--algorithm=uda", "--dataset=imdb", f"--bert_dir={bert_dir}",
-         f"--imdb_dir={imdb_dir}", f"--text_cache_dir={cache}", "--aug=tf_idf-0.2", "--max_seq_length=32",
-         "--batch=4", "--uratio=2", "--inner_steps=2", "--weight_warmup=2", "--binary_reparam", "--eval_every=4",
-         "--log_every=4", "--checkpoint_every=4", "--steps=4", "--seeds=1", f"--json_out={tmp_path}/c.json",
-         f"--run_cache={tmp_path}/runs"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+@pytest.fixture(scope="module")
+def imdb_compare(text_inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("imdb_compare")
+    stdout = run_main("experiments.compare", [*tiny_text(text_inputs), "--eval_every=4", "--seeds=1",
+                                              f"--json_out={out}/c.json", f"--run_cache={out}/cache"])
+    return out, stdout
+
+
+def test_compare_runs_base_ours_and_the_control_on_imdb(imdb_compare):
+    tmp_path, stdout = imdb_compare
     data = json.loads((tmp_path / "c.json").read_text())
     assert set(data["methods"]) == {"base", "ours", "ours_reversed"} and data["config"]["data"]["dataset"] == "imdb"
-    assert data["config"]["text"]["max_seq_length"] == 32
-    # The diagnostics cover the 60 labeled-train reviews of the unlabeled set, not the 8 unsup ones (no label).
+    assert data["config"]["text"]["max_seq_length"] == 32 and "3 run(s) trained" in stdout
+    # The diagnostics cover the unlabeled set's 40 reviews with a label (the 60 labeled-train reviews less the 20 of
+    # the validation set), not its 8 unsup ones (no label).
     assert 0.0 <= data["weights"]["wrong_pseudo_label_rate_all"] <= 1.0
-    report = subprocess.run([sys.executable, "-m", "experiments.report", str(tmp_path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    for path in (tmp_path / "cache").glob("*.npz"):
+        with np.load(path) as arrays:
+            assert len(arrays["lambda"]) == 40
+
+
+def test_report_places_the_imdb_comparison_in_table_2(imdb_compare):
+    tmp_path, _ = imdb_compare
+    report = run_module("experiments.report", [str(tmp_path)], timeout=120)
     assert report.returncode == 0, report.stderr[-2000:]
     # Placed in Table 2, not Table 1, with its paired comparison (one seed: p = 1); the run cache is skipped.
     table2 = report.stdout.split("Table 2")[1].split("Table 3")[0]
@@ -205,64 +212,44 @@ def test_compare_runs_base_ours_and_the_control_on_imdb(text_inputs, tmp_path):
     assert re.search(r"\nOurs\s+IMDb, 32 tokens \(compare\).*\s+base\s+[+-]\d+\.\d\d ± 0\.00\s+1\s+", table2)
 
 
-@pytest.fixture()
-def parse_flags():
-    """Parse absl flags for experiments.text_ssl in-process; the defaults are back afterwards."""
-    from absl import flags
-
-    importlib.import_module("experiments.text_ssl")  # defines the flags
-
-    def parse(args):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["test", "--algorithm=uda", "--dataset=imdb", *args])
-
-    yield parse
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["test"])
-
-
-def test_tokens_are_cached_and_the_unlabeled_text_exported(text_inputs, tmp_path, capsys, parse_flags):
-    from experiments import text_ssl
-
+def test_tokens_are_cached_and_the_unlabeled_text_exported(text_inputs, tmp_path, capsys):
     bert_dir, imdb_dir, _ = text_inputs
-    parse_flags([f"--bert_dir={bert_dir}", f"--imdb_dir={imdb_dir}", f"--text_cache_dir={tmp_path / 'cache'}",
-                 "--aug=tf_idf-0.5", "--max_seq_length=16"])
-    settings = text_ssl.resolved()
-    first, split, _ = text_ssl.load_data(settings, seed=1)
-    second, _, _ = text_ssl.load_data(settings, seed=1)
+    config = config_of(["--dataset=imdb", f"--bert_dir={bert_dir}", f"--imdb_dir={imdb_dir}",
+                        f"--text_cache_dir={tmp_path / 'cache'}", "--aug=tf_idf-0.5", "--max_seq_length=16",
+                        "--seed=1"])
+    first, split, _ = text.load_data(config)
+    second, _, _ = text.load_data(config)
     out = capsys.readouterr().out
     assert "token ids cached" in out and "token ids from the cache" in out
     np.testing.assert_array_equal(first.unlabeled_aug_x, second.unlabeled_aug_x)
     assert first.unlabeled_x.shape == (48, 16) and first.test_x.shape == (12, 16)
     assert np.mean(first.unlabeled_x != first.unlabeled_aug_x) > 0.05  # TF-IDF replaced words
     path = tmp_path / "unlabeled.txt"
-    text_ssl.export_unlabeled_text(text_ssl.read_corpus(), str(path))
+    stdout = run_main("experiments.train", ["--dataset=imdb", f"--bert_dir={bert_dir}", f"--imdb_dir={imdb_dir}",
+                                            "--aug=tf_idf-0.5", f"--export_unlabeled_text={path}",
+                                            f"--train_dir={tmp_path / 'run'}"])
+    assert f"68 unlabeled reviews written to {path}" in stdout
     assert len(path.read_text().splitlines()) == 68
+    assert not (tmp_path / "run" / "ckpt").exists()  # and nothing trained
 
 
 @pytest.mark.parametrize("name, weighting, uratio, tsa, needs_bt", [
     ("ours", "per_example", 4, "linear", True), ("uda", "none", 4, "linear", True),
     ("supervised", "none", 1, "none", False)])
-def test_table2_flag_files(text_inputs, tmp_path, parse_flags, name, weighting, uratio, tsa, needs_bt):
-    from absl import flags
-
-    from experiments import text_ssl
-
+def test_table2_flag_files(text_inputs, tmp_path, monkeypatch, name, weighting, uratio, tsa, needs_bt):
     bert_dir, imdb_dir, _ = text_inputs
     bt = [f"--bt_file={tmp_path / 'para_0.txt'}"] if needs_bt else []
-    parse_flags([f"--flagfile={ROOT}/experiments/configs/table2/{name}_128.cfg", f"--bert_dir={bert_dir}",
-                 f"--imdb_dir={imdb_dir}", *bt])
-    settings = text_ssl.resolved()
-    config = text_ssl.train_config(settings, 1, flags.FLAGS.weighting)
-    assert (config.steps, config.labeled_batch, config.unlabeled_batch, config.lr, config.lr_warmup) == \
-        (10_000, 8, 8 * uratio, 2e-5, 1000)
-    assert (config.optimizer, config.weight_decay, config.clip_norm, config.lr_schedule) == \
-        ("adamw", 0.01, 1.0, "bert_linear")
-    assert (flags.FLAGS.weighting, settings["tsa"], flags.FLAGS.max_seq_length, config.eval_every) == \
-        (weighting, tsa, 128, 500)
+    monkeypatch.chdir(ROOT)
+    c = config_of([f"--flagfile={ROOT}/experiments/configs/table2/{name}_128.cfg", f"--bert_dir={bert_dir}",
+                   f"--imdb_dir={imdb_dir}", *bt])
+    t = c.train
+    assert (t.steps, t.labeled_batch, t.unlabeled_batch, t.lr, t.lr_warmup) == (10_000, 8, 8 * uratio, 2e-5, 1000)
+    assert (t.optimizer, t.weight_decay, t.clip_norm, t.lr_schedule) == ("adamw", 0.01, 1.0, "bert_linear")
+    assert (t.weighting, c.algorithm.tsa, c.text.max_seq_length, t.eval_every) == (weighting, tsa, 128, 500)
+    assert t.weight_init == (0.0 if name == "supervised" else 1.0)
     if weighting == "per_example":
-        assert (config.inner_steps, config.weight_lr, config.weight_warmup, config.validation_batch,
-                config.binary_reparam) == (5, 0.01, 1000, 20, True)
+        assert (t.inner_steps, t.weight_lr, t.weight_warmup, t.validation_batch, t.binary_reparam) == \
+            (5, 0.01, 1000, 20, True)
 
 
 @pytest.mark.parametrize("args, error, message", [
@@ -274,15 +261,16 @@ def test_table2_flag_files(text_inputs, tmp_path, parse_flags, name, weighting, 
     (["--bert_dir={bert}", "--imdb_dir={imdb}", "--aug=bt-0.9"], "ConfigError", "needs --bt_file"),
     (["--bert_dir={bert}", "--imdb_dir={imdb}", "--aug=eda"], "ConfigError", "--aug must be bt-<temperature>"),
     (["--bert_dir={bert}", "--imdb_dir={imdb}", "--max_seq_length=1024"], "ConfigError", "--max_seq_length"),
+    (["--bert_dir={bert}", "--imdb_dir={imdb}", "--ood_fraction=0.5"], "ConfigError",
+     "--ood_fraction does not apply to --dataset=imdb: remove it."),
 ])
-def test_bad_or_missing_inputs_are_refused_before_reading(text_inputs, tmp_path, parse_flags, args, error, message):
-    from experiments import text_ssl
-
+def test_bad_or_missing_inputs_are_refused_before_reading(text_inputs, tmp_path, args, error, message):
     bert_dir, imdb_dir, _ = text_inputs
-    parse_flags([a.format(tmp=tmp_path, bert=bert_dir, imdb=imdb_dir) for a in args] + ["--aug=tf_idf-0.2"] * (
-        not any(a.startswith("--aug") for a in args)))
+    args = [a.format(tmp=tmp_path, bert=bert_dir, imdb=imdb_dir) for a in args]
+    if not any(a.startswith("--aug") for a in args):
+        args.append("--aug=tf_idf-0.2")
     with pytest.raises(Exception) as caught:
-        text_ssl.resolved()
+        build.check_inputs(config_of(["--algorithm=uda", "--dataset=imdb", *args]))
     assert type(caught.value).__name__ == error and message in str(caught.value)
     assert "\n" not in str(caught.value)
 
@@ -291,14 +279,12 @@ def test_bad_or_missing_inputs_are_refused_before_reading(text_inputs, tmp_path,
     ("no_bert", "--dataset=imdb needs --bert_dir"),
     ("bt_lines", "has 2 lines but the unlabeled set has 68 reviews"),
 ])
-def test_missing_inputs_exit_2_with_one_line(text_inputs, tmp_path, case, message):
+def test_missing_inputs_stop_the_run_in_one_line(text_inputs, tmp_path, case, message):
     bert_dir, imdb_dir, cache = text_inputs
     bt_file = tmp_path / "para_0.txt"
     bt_file.write_text("one\ntwo\n")
-    args = {"no_bert": [f"--imdb_dir={imdb_dir}"],
+    args = {"no_bert": [f"--imdb_dir={imdb_dir}", "--aug=tf_idf-0.2"],  # (the default --aug=bt-0.9 needs --bt_file)
             "bt_lines": [f"--bert_dir={bert_dir}", f"--imdb_dir={imdb_dir}", f"--bt_file={bt_file}"]}[case]
-    result = train([*args, f"--text_cache_dir={cache}", f"--train_dir={tmp_path / 'run'}"])
-    assert result.returncode == 2, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr[-3000:]
+    assert message in refusal("experiments.train", ["--dataset=imdb", *args, f"--text_cache_dir={cache}",
+                                                    f"--train_dir={tmp_path / 'run'}"])
     assert not (tmp_path / "run" / "ckpt").exists()

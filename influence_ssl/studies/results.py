@@ -86,7 +86,8 @@ def format_methods(summary, seeds, metric):
     lines = [f"{'method':<{width}} {metric + ' (%)':>24}   per seed ({', '.join(map(str, seeds))})"]
     for name, entry in summary.items():
         per_seed = " ".join(f"{100 * v:5.1f}" for v in entry["values"])
-        lines.append(f"{name:<{width}} {100 * entry['mean']:15.2f} ± {100 * entry['std']:5.2f}   {per_seed}")
+        diverged = f"   (diverged on seeds {entry['diverged_seeds']})" if entry.get("diverged_seeds") else ""
+        lines.append(f"{name:<{width}} {100 * entry['mean']:15.2f} ± {100 * entry['std']:5.2f}   {per_seed}{diverged}")
     return "\n".join(lines)
 
 

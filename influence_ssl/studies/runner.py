@@ -12,6 +12,7 @@ the preset's λ is the base run) is trained once.
 """
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -39,8 +40,28 @@ class Method:
 
 def lowest_validation_loss(candidates):
     """The selection rule: the (overrides, record, ...) whose run ends with the lowest validation loss (the first
-    on ties; a diverged run's loss is inf and is never chosen over a finished one)."""
-    return min(candidates, key=lambda c: c[1]["validation_loss"])
+    on ties; a diverged run's loss is inf, and a NaN loss counts as inf: neither is chosen over a finished run)."""
+    return min(candidates, key=lambda c: _loss(c[1]))
+
+
+def _loss(record):
+    loss = record["validation_loss"]
+    return loss if loss is not None and math.isfinite(loss) else math.inf
+
+
+ARRAY_KEYS = ("lambda", "counts", "wrong", "ood")  # execute.weight_arrays
+
+
+def arrays_fit(config, record, arrays):
+    """Whether saved per-example arrays can stand for `config`'s run: none for a diverged run; else every key of
+    one length, with OOD rows where the configuration puts out-of-distribution examples in the unlabeled set."""
+    if "diverged" in record:
+        return arrays is None
+    if arrays is None or any(key not in arrays for key in ARRAY_KEYS):
+        return False
+    if len({len(arrays[key]) for key in ARRAY_KEYS}) != 1:
+        return False
+    return not (config.data.ood and config.data.ood_fraction > 0) or bool(np.any(arrays["ood"]))
 
 
 class RunCache:
@@ -68,6 +89,8 @@ class RunCache:
         if os.path.exists(arrays_path):
             with np.load(arrays_path, allow_pickle=False) as f:
                 arrays = {key: f[key] for key in f.files}
+        if not arrays_fit(config, saved["record"], arrays):
+            return None  # a finished run's arrays missing, cut or without its OOD rows: train it again
         return saved["record"], arrays
 
     def save(self, config, record, arrays):

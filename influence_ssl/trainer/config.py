@@ -3,7 +3,7 @@ import dataclasses
 import json
 import math
 
-from influence_ssl.fields import DERIVED, option
+from influence_ssl.fields import DERIVED, flag_name, option
 from influence_ssl.influence import DEFAULT_DAMPING, METHOD_OPTIONS, NORMALIZATIONS
 from influence_ssl.trainer.schedules import LR_SCHEDULES
 from influence_ssl.weights import PARAMETRIZATIONS
@@ -138,20 +138,20 @@ class TrainConfig:
                    ("ema_scope", EMA_SCOPES)]
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
+                raise ConfigError(f"{flag_of(name)}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
         positive = ["steps", "labeled_batch", "unlabeled_batch", "validation_batch", "inner_steps",
                     "log_every", "eval_every", "checkpoint_every"]
         for name in positive:
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+                raise ConfigError(f"{flag_of(name)} must be >= 1, got {getattr(self, name)}.")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.type is float and not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise ConfigError(f"--{field.name} must be a finite number, got {value!r}.")
+                raise ConfigError(f"{flag_of(field.name)} must be a finite number, got {value!r}.")
         for name in ["weight_lr", "weight_init", "weight_warmup", "unlabeled_rampup", "lr_warmup",
                      "weight_decay", "influence_damping", "clip_norm", "influence_target_temperature"]:
             if getattr(self, name) < 0:
-                raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}.")
+                raise ConfigError(f"{flag_of(name)} must be >= 0, got {getattr(self, name)}.")
         if self.weighting == "single" and self.hypergradient_normalization != "none":
             raise ConfigError("--hypergradient_normalization acts on per-example hypergradients; with "
                               "--weighting=single their normalised sum (batch, class) is 0 or meaningless.")
@@ -165,12 +165,12 @@ class TrainConfig:
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"--min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}.")
         if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"--ema_decay must be in [0, 1), got {self.ema_decay}.")
+            raise ConfigError(f"{flag_of('ema_decay')} must be in [0, 1), got {self.ema_decay}.")
         for name, size, what in [("labeled_batch", num_labeled, "labeled"),
                                  ("unlabeled_batch", num_unlabeled, "unlabeled"),
                                  ("validation_batch", num_validation, "validation")]:
             if getattr(self, name) > size:
-                raise ConfigError(f"--{name}={getattr(self, name)} is larger than the {size} "
+                raise ConfigError(f"{flag_of(name)}={getattr(self, name)} is larger than the {size} "
                                   f"{what} examples.")
 
     @property
@@ -201,3 +201,11 @@ class TrainConfig:
 
     def dumps(self):
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def flag_of(name):
+    """How a message names TrainConfig field `name`: its flag (--batch for labeled_batch, --wd, --ema), or,
+    for a field derived from others (the unlabeled batch, μ·B), the bare field name."""
+    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    flag = flag_name(field)
+    return name if flag == DERIVED else f"--{flag}"
