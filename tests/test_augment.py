@@ -145,10 +145,14 @@ PIL_CASES = [
     ("blur", lambda x: ops.blur(x), lambda I, O, E, F, p: p.filter(F.BLUR)),
     ("smooth", lambda x: ops.smooth(x), lambda I, O, E, F, p: p.filter(F.SMOOTH)),
     ("rotate30", lambda x: ops.rotate(x, 30.0), lambda I, O, E, F, p: p.rotate(30)),
-    ("shear_x-0.3", lambda x: ops.shear_x(x, -0.3), lambda I, O, E, F, p: p.transform(p.size, I.AFFINE, (1, -0.3, 0, 0, 1, 0))),
-    ("shear_y0.27", lambda x: ops.shear_y(x, 0.27), lambda I, O, E, F, p: p.transform(p.size, I.AFFINE, (1, 0, 0, 0.27, 1, 0))),
-    ("translate_x3", lambda x: ops.translate_x(x, -3.0), lambda I, O, E, F, p: p.transform(p.size, I.AFFINE, (1, 0, 3, 0, 1, 0))),
-    ("translate0.3", lambda x: ops.translate_y(x, -0.3), lambda I, O, E, F, p: p.transform(p.size, I.AFFINE, (1, 0, 0, 0, 1, 0.3))),
+    ("shear_x-0.3", lambda x: ops.shear_x(x, -0.3),
+     lambda I, O, E, F, p: p.transform(p.size, I.AFFINE, (1, -0.3, 0, 0, 1, 0))),
+    ("shear_y0.27", lambda x: ops.shear_y(x, 0.27),
+     lambda I, O, E, F, p: p.transform(p.size, I.AFFINE, (1, 0, 0, 0.27, 1, 0))),
+    ("translate_x3", lambda x: ops.translate_x(x, -3.0),
+     lambda I, O, E, F, p: p.transform(p.size, I.AFFINE, (1, 0, 3, 0, 1, 0))),
+    ("translate0.3", lambda x: ops.translate_y(x, -0.3),
+     lambda I, O, E, F, p: p.transform(p.size, I.AFFINE, (1, 0, 0, 0, 1, 0.3))),
 ] + [
     (f"rescale_{name}", (lambda i: lambda x: ops.rescale(x, 0.125, i))(i),
      (lambda name: lambda I, O, E, F, p: p.crop((4, 4, 28, 28)).resize((32, 32), {
@@ -312,7 +316,7 @@ def test_ctaugment_update_matches_sequential_reference():
     values[3, :, 1] = 0.9999  # last rescale-method bin
     labels = np.array([0, 1, 2, 1])
     rates = np.ones([ctaugment.NUM_OPS, 2, 17], np.float32)
-    for step in range(2):
+    for _ in range(2):
         probs = rng.dirichlet(np.ones(3), size=4).astype(np.float32)
         cta.update(ops_, values, probs, labels)
         rates = numpy_update(rates, ops_, values, probs, labels)

@@ -142,7 +142,8 @@ def test_tokens_keep_the_tail_with_cls_and_sep(wordpiece):
     ids = wordpiece.encode(["the movie was great", "a b c d e f g h i j"], 6)
     vocab = {w: i for i, w in enumerate(open(wordpiece.vocab_path).read().split("\n"))}
     assert ids.dtype == np.int32 and ids.shape == (2, 6)
-    assert ids[0].tolist() == [vocab["[CLS]"], vocab["the"], vocab["movie"], vocab["was"], vocab["great"], vocab["[SEP]"]]
+    expected = [vocab["[CLS]"], vocab["the"], vocab["movie"], vocab["was"], vocab["great"], vocab["[SEP]"]]
+    assert ids[0].tolist() == expected
     assert ids[1].tolist() == [vocab["[CLS]"], vocab["g"], vocab["h"], vocab["i"], vocab["j"], vocab["[SEP]"]]
     short = wordpiece.encode(["fun"], 6)[0]
     assert short.tolist() == [vocab["[CLS]"], vocab["fun"], vocab["[SEP]"], 0, 0, 0]

@@ -102,7 +102,8 @@ def fake_text_data(seed=0, length=12, labeled=8, unlabeled=48, validation=8):
         return x
 
     return TextSSLData(name="imdb", num_classes=2, labeled_x=ids(labeled), labeled_y=np.arange(labeled) % 2,
-                       unlabeled_x=ids(unlabeled), unlabeled_ids=np.arange(unlabeled), unlabeled_true_y=np.zeros(unlabeled, int),
+                       unlabeled_x=ids(unlabeled), unlabeled_ids=np.arange(unlabeled),
+                       unlabeled_true_y=np.zeros(unlabeled, int),
                        val_x=ids(validation), val_y=np.arange(validation) % 2, test_x=ids(4), test_y=np.zeros(4, int),
                        unlabeled_aug_x=ids(unlabeled))
 
