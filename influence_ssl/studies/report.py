@@ -17,7 +17,7 @@ from influence_ssl import stats
 from influence_ssl.metrics import mean_std
 from influence_ssl.studies.results import FORMAT as STUDY_FORMAT
 from influence_ssl.trainer.config import HYPERGRADIENT_VARIANTS, TrainConfig
-from influence_ssl.trainer.trainer import RESULTS_FORMAT as RUN_FORMAT
+from influence_ssl.trainer.results import RESULTS_FORMAT as RUN_FORMAT
 
 SEC44_FORMAT = "influence_ssl.sec44/1"  # experiments.benchmarks.sec44
 STUDIES = ("compare", "synthetic", "ablation")  # a study JSON's "study": compare, synthetic or ablation_<name>
