@@ -209,7 +209,8 @@ def test_report_places_the_imdb_comparison_in_table_2(imdb_compare):
     assert report.returncode == 0, report.stderr[-2000:]
     # Placed in Table 2, not Table 1, with its paired comparison (one seed: p = 1); the run cache is skipped.
     table2 = report.stdout.split("Table 2")[1].split("Table 3")[0]
-    assert "IMDb, 32 tokens (compare)" in table2 and "imdb" not in report.stdout.split("Table 2")[0]
+    table1 = report.stdout.split("Table 1")[1].split("Table 2")[0]
+    assert "IMDb, 32 tokens (compare)" in table2 and "IMDb" not in table1
     assert re.search(r"\nOurs\s+IMDb, 32 tokens \(compare\).*\s+base\s+[+-]\d+\.\d\d ± 0\.00\s+1\s+", table2)
 
 

@@ -87,9 +87,12 @@ def make_source(config, data):
 
 def make_model(config, data):
     """The network, built under the 'mixed_float16' policy with --mixed_precision (the head in float32)."""
+    if not config.train.mixed_precision:
+        # Not even a restore: setting the policy back to float32 would pin it, and keras' floatx would no
+        # longer decide the dtype of later models in this process.
+        return _network(config, data)
     previous = keras.mixed_precision.global_policy()
-    if config.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         return _network(config, data)
     finally:
