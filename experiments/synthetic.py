@@ -46,10 +46,11 @@ class Snapshots:
                 "unlabeled_pred": trainer.predict(trainer.source.data.unlabeled_x)}
 
 
-def ours_run(config, seed, callbacks=()):
-    """ours on `seed` again, with callbacks (the study's run of it is the same configuration)."""
+def ours_run(config, seed, callbacks=(), data=None):
+    """ours on `seed` again, with callbacks (the study's run of it is the same configuration); `data`: the
+    seed's split if already loaded."""
     config = config.replace(seed=seed, weighting="per_example")
-    data = build.load_data(config)[0]
+    data = data if data is not None else build.load_data(config)[0]
     trainer = build.make_trainer(config, data, verbose=False, callbacks=callbacks)
     trainer.run()
     return trainer, data
@@ -61,7 +62,7 @@ def draw_figures(config, seed):
     data = build.load_data(config.replace(seed=seed))[0]
     iterations = protocol.parse_grid(FLAGS.plot_iterations, "plot_iterations", kind=int)
     snapshots = Snapshots(iterations, synthetic_plots.grid_points(data))
-    trainer, data = ours_run(config, seed, [snapshots])
+    trainer, data = ours_run(config, seed, [snapshots], data)
     snapshots.frames["final"] = snapshots.capture(trainer)
     extras = {"lambda": trainer.weights.to_numpy(), "final_pred": trainer.predict(data.unlabeled_x),
               "logits": trainer.logits(data.unlabeled_x)}
