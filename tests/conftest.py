@@ -9,6 +9,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,3 +93,48 @@ def config_of(args=(), defaults=None):
     from influence_ssl.runs import flags as run_flags
 
     return run_flags.from_flags(fresh_flags(args), defaults=defaults)
+
+
+# ----- a fake training: influence_ssl.runs.execute.run and build.load_data replaced (studies in milliseconds)
+def record(validation_loss, test_accuracy=0.5):
+    """A study's record of one finished run (influence_ssl.runs.execute.record_of)."""
+    return {"test_accuracy": test_accuracy, "validation_accuracy": 0.5, "validation_loss": validation_loss,
+            "curve_steps": [10, 20], "curve_validation_error": [0.6, 0.5], "lambda_mean": 1.0,
+            "lambda_zero_fraction": 0.0, "lambda_step_abs_mean": 0.01, "seconds": 0.1}
+
+
+def arrays(seed=0, n=40, ood=False):
+    """Per-example arrays of one run (influence_ssl.runs.execute.weight_arrays)."""
+    rng = np.random.default_rng(seed)
+    return {"lambda": rng.uniform(0, 2, n), "counts": rng.integers(0, 3, n), "wrong": np.arange(n) % 3 == 0,
+            "ood": (np.arange(n) % 2 == 0) if ood else np.zeros(n, bool)}
+
+
+class FakeTraining:
+    """Stands in for execute.run and build.load_data: `rule(config)` gives each run's (record, arrays); every
+    training and every split loaded is counted."""
+
+    def __init__(self, rule):
+        self.rule, self.trained, self.loaded = rule, [], []
+
+    def run(self, config, data, callbacks=()):
+        self.trained.append(config)
+        return self.rule(config)
+
+    def load_data(self, config):
+        self.loaded.append(config.data)
+        return object(), None, {}
+
+
+@pytest.fixture()
+def fake_training(monkeypatch):
+    """install(rule) -> FakeTraining, in place of the real training for this test."""
+    from influence_ssl.runs import build, execute
+
+    def install(rule=lambda config: (record(0.5), arrays(config.seed))):
+        fake = FakeTraining(rule)
+        monkeypatch.setattr(execute, "run", fake.run)
+        monkeypatch.setattr(build, "load_data", fake.load_data)
+        return fake
+
+    return install

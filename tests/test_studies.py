@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import arrays, record
 
 from influence_ssl.runs import build, execute, presets
 from influence_ssl.runs.config import config_hash
@@ -15,45 +16,6 @@ from influence_ssl.studies.runner import Method, RunCache, check_methods, lowest
 from influence_ssl.trainer import TrainingDiverged
 
 NAN, INF = float("nan"), float("inf")
-
-
-def record(validation_loss, test_accuracy=0.5):
-    return {"test_accuracy": test_accuracy, "validation_accuracy": 0.5, "validation_loss": validation_loss,
-            "curve_steps": [10, 20], "curve_validation_error": [0.6, 0.5], "lambda_mean": 1.0,
-            "lambda_zero_fraction": 0.0, "lambda_step_abs_mean": 0.01, "seconds": 0.1}
-
-
-def arrays(seed=0, n=40, ood=False):
-    rng = np.random.default_rng(seed)
-    return {"lambda": rng.uniform(0, 2, n), "counts": rng.integers(0, 3, n), "wrong": np.arange(n) % 3 == 0,
-            "ood": (np.arange(n) % 2 == 0) if ood else np.zeros(n, bool)}
-
-
-class FakeRuns:
-    """Stands in for execute.run and build.load_data: a rule gives each configuration's (record, arrays); every
-    training and every split loaded is counted."""
-
-    def __init__(self, rule):
-        self.rule, self.trained, self.loaded = rule, [], []
-
-    def run(self, config, data, callbacks=()):
-        self.trained.append(config)
-        return self.rule(config)
-
-    def load_data(self, config):
-        self.loaded.append(config.data)
-        return object(), None, {}
-
-
-@pytest.fixture()
-def fake(monkeypatch):
-    def install(rule):
-        runs = FakeRuns(rule)
-        monkeypatch.setattr(execute, "run", runs.run)
-        monkeypatch.setattr(build, "load_data", runs.load_data)
-        return runs
-
-    return install
 
 
 def by_weight_lr(config):
@@ -87,8 +49,8 @@ def test_a_diverged_or_nan_run_is_never_chosen_over_a_finished_one(losses, chose
     assert lowest_validation_loss(candidates)[0]["name"] == chosen
 
 
-def test_a_grid_is_chosen_per_seed_and_the_control_mirrors_the_choice(fake, tmp_path):
-    runs = fake(by_weight_lr)
+def test_a_grid_is_chosen_per_seed_and_the_control_mirrors_the_choice(fake_training, tmp_path):
+    runs = fake_training(by_weight_lr)
     out, fresh = run_seed(MOONS, compare.methods([0.01, 0.04, 0.1]), seed=3, cache=RunCache(str(tmp_path)))
     assert out["ours"][0] == {"weighting": "per_example", "weight_lr": 0.04}
     assert out["ours"][1]["test_accuracy"] == 0.04  # not 0.1, the best test accuracy
@@ -160,9 +122,9 @@ def test_run_cache_trains_again_when_the_arrays_cannot_stand_for_the_run(tmp_pat
     assert cache.load(config) is None
 
 
-def test_the_same_configuration_reached_twice_is_trained_once(fake, tmp_path):
+def test_the_same_configuration_reached_twice_is_trained_once(fake_training, tmp_path):
     """pseudo_label_tuned at λ = 1 is the pseudo_label run; a restart trains nothing."""
-    runs = fake(by_weight_lr)
+    runs = fake_training(by_weight_lr)
     cache = RunCache(str(tmp_path))
     methods = synthetic.methods(tuned_lambda_grid=(0.3, 1.0))
     out, fresh = run_seed(MOONS, methods, seed=0, cache=cache)
@@ -173,9 +135,9 @@ def test_the_same_configuration_reached_twice_is_trained_once(fake, tmp_path):
     assert fresh == 0 and len(runs.trained) == 5
 
 
-def test_a_hypergradient_variant_reads_the_base_runs_of_the_papers_method(fake, tmp_path):
+def test_a_hypergradient_variant_reads_the_base_runs_of_the_papers_method(fake_training, tmp_path):
     """base and the tuned λ never compute an influence: a variant's study trains ours and the control only."""
-    runs = fake(by_weight_lr)
+    runs = fake_training(by_weight_lr)
     cache = RunCache(str(tmp_path))
     methods = compare.methods([0.04], tuned_lambda_grid=(0.5, 1.0))
     run_seed(MOONS, methods, seed=0, cache=cache)
@@ -186,10 +148,10 @@ def test_a_hypergradient_variant_reads_the_base_runs_of_the_papers_method(fake, 
         trained = len(runs.trained)
 
 
-def test_each_seed_loads_each_split_once(fake, tmp_path):
+def test_each_seed_loads_each_split_once(fake_training, tmp_path):
     from influence_ssl.studies import ablation
 
-    runs = fake(by_weight_lr)
+    runs = fake_training(by_weight_lr)
     base = presets.resolve({"dataset": "moons"})
     run_study(base, ablation.methods("weighting", base, label_counts=(4, 6)), [0, 1], RunCache(str(tmp_path)),
               log=lambda line: None)
@@ -203,10 +165,10 @@ def diverging(config):
     return record(abs(config.train.weight_lr - 0.01), 0.9), arrays(config.seed)
 
 
-def test_a_diverged_run_is_kept_never_chosen_and_reported(fake, tmp_path):
+def test_a_diverged_run_is_kept_never_chosen_and_reported(fake_training, tmp_path):
     """One NaN run must not stop a study: it is cached as diverged, a grid skips it, and a method whose only
     candidate diverged gets NaN for that seed with the seed named."""
-    runs = fake(diverging)
+    runs = fake_training(diverging)
     cache = RunCache(str(tmp_path))
     rows = [Method("base", candidates=({"weighting": "none"},)),
             Method("ours", candidates=tuple({"weighting": "per_example", "weight_lr": v} for v in (0.1, 0.04))),
@@ -240,8 +202,8 @@ def test_execute_run_turns_a_divergence_into_a_record(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ the studies' results
-def test_compare_results_pair_every_method_with_base_and_ours_with_the_tuned_lambda(fake, tmp_path):
-    fake(by_weight_lr)
+def test_compare_results_pair_every_method_with_base_and_ours_with_the_tuned_lambda(fake_training, tmp_path):
+    fake_training(by_weight_lr)
     out = compare.run(MOONS, [0, 1, 2], RunCache(str(tmp_path)), [0.01, 0.04], tuned_lambda_grid=(0.5, 1.0),
                       log=lambda line: None)
     assert (out["format"], out["study"], out["seeds"]) == ("influence_ssl.study/1", "compare", [0, 1, 2])
@@ -257,8 +219,8 @@ def test_compare_results_pair_every_method_with_base_and_ours_with_the_tuned_lam
     assert "ours - base" in compare.format_report(out)
 
 
-def test_synthetic_results_pair_against_pseudo_label(fake, tmp_path):
-    fake(by_weight_lr)
+def test_synthetic_results_pair_against_pseudo_label(fake_training, tmp_path):
+    fake_training(by_weight_lr)
     out = synthetic.run(MOONS, [0, 1], RunCache(str(tmp_path)), (0.3, 1.0), log=lambda line: None)
     assert (out["study"], out["tuned_lambda_grid"]) == ("synthetic", [0.3, 1.0])
     assert set(out["methods"]) == {"supervised", "pseudo_label", "pseudo_label_tuned", "ours", "ours_reversed"}
