@@ -29,7 +29,7 @@ def build(mixed=False):
     try:
         return small_cnn(10, (8, 8, 1), width=8, seed=0)
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(None)  # the default (floatx's), not a pinned "float32"
 
 
 def trainer(model, **overrides):
@@ -91,3 +91,17 @@ def test_the_run_configuration_builds_a_float16_model_and_a_scaled_xla_step():
     assert trainer.config.jit_compile and trainer.config == config.train
     plain = run_build.make_model(config.replace(mixed_precision=False), digits_like())
     assert plain.compute_dtype == "float32"
+
+
+def test_building_runs_leaves_the_float64_models_of_later_code_alone():
+    """A global policy left set (even to 'float32') overrides floatx for every later model: the float64 oracles of
+    tests/test_block_influence.py once got float32 models after an in-process study."""
+    for mixed in (False, True):
+        config = presets.resolve({"mixed_precision": mixed, "batch": 10, "uratio": 2, "validation_batch": 20})
+        run_build.make_model(config, digits_like())
+        keras.backend.set_floatx("float64")
+        try:
+            model = small_cnn(10, (8, 8, 1), width=4, seed=0)
+        finally:
+            keras.backend.set_floatx("float32")
+        assert model.compute_dtype == "float64" and model.trainable_variables[0].dtype == tf.float64

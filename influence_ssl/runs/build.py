@@ -86,17 +86,18 @@ def make_source(config, data):
 
 
 def make_model(config, data):
-    """The network, built under the 'mixed_float16' policy with --mixed_precision (the head in float32)."""
+    """The network, built under the 'mixed_float16' policy with --mixed_precision (the head in float32). Keras'
+    global policy is touched only then, and given back as it was: a policy left set explicitly (even 'float32')
+    would override keras.backend.floatx() for every model built afterwards in the process."""
     if not config.train.mixed_precision:
-        # Not even a restore: setting the policy back to float32 would pin it, and keras' floatx would no
-        # longer decide the dtype of later models in this process.
         return _network(config, data)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         return _network(config, data)
     finally:
-        keras.mixed_precision.set_global_policy(previous)
+        # The default policy is the one derived from floatx: None keeps it so.
+        keras.mixed_precision.set_global_policy(None if previous.name == keras.backend.floatx() else previous)
 
 
 def _network(config, data):
