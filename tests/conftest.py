@@ -16,7 +16,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_module(module, args, timeout=300, env=None):
-    """`python -m module args...` from the repository root: the CompletedProcess (text stdout, stderr)."""
+    """`python -m module args...` from the repository root: the CompletedProcess (text stdout, stderr). The
+    process does not inherit TF_CPP_MIN_LOG_LEVEL: hiding TensorFlow's C++ start-up logs is the entry point's job
+    (experiments/__init__.py), and the tests check that it does."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env)
 
