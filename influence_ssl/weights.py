@@ -59,6 +59,7 @@ class ExampleWeights(tf.Module):
       dtype: dtype of Λ.
       parametrization: "projection" (the paper: step λ, then clip to λ >= 0), "softplus" or "sigmoid"
         (step φ with λ = f(φ); see the module docstring).
+      upper_bound: None, or the projection clips to 0 <= λ <= upper_bound (the authors' code: 2).
 
     Save and restore with `tf.train.Checkpoint(weights=table)`: the weights, the hypergradient
     counts, the optimizer's step counter and its slots (m, v) are all tracked. The optimizer is built
@@ -66,7 +67,7 @@ class ExampleWeights(tf.Module):
     """
 
     def __init__(self, num_examples, initial_value=1.0, optimizer=None, dtype=tf.float32,
-                 parametrization="projection", name="example_weights"):
+                 parametrization="projection", upper_bound=None, name="example_weights"):
         super().__init__(name=name)
         if parametrization not in PARAMETRIZATIONS:
             raise ValueError(f"parametrization must be one of {', '.join(PARAMETRIZATIONS)}, got {parametrization!r}.")
@@ -77,8 +78,13 @@ class ExampleWeights(tf.Module):
             raise ValueError(f"initial_value must be a finite number >= 0, got {initial_value}.")
         if parametrization != "projection" and initial_value <= 0:
             raise ValueError(f"A {parametrization} parametrization needs initial_value > 0, got {initial_value}.")
+        if upper_bound is not None and parametrization != "projection":
+            raise ValueError(f"upper_bound applies to the projection, not to a {parametrization} parametrization.")
+        if upper_bound is not None and not upper_bound >= initial_value:
+            raise ValueError(f"upper_bound must be >= initial_value {initial_value}, got {upper_bound}.")
         self.num_examples = num_examples
         self.parametrization = parametrization
+        self.upper_bound = upper_bound
         # Not trainable: Λ is stepped by its own optimizer, never by θ's (nor listed with θ by a Keras model
         # that tracks the table).
         self.values = tf.Variable(
@@ -129,7 +135,9 @@ class ExampleWeights(tf.Module):
             return tf.nn.softplus(stepped)
         if self.parametrization == "sigmoid":
             return self._scale * tf.sigmoid(stepped)
-        return tf.nn.relu(stepped)
+        if self.upper_bound is None:
+            return tf.nn.relu(stepped)
+        return tf.clip_by_value(stepped, 0.0, self.upper_bound)
 
     def _derivative(self, phi):
         """f'(φ) of the parametrization."""

@@ -120,13 +120,17 @@ def test_config_hash_does_not_depend_on_how_the_configuration_was_reached():
 OTHER_VALUES = {"inner_steps": 7, "weight_lr": 0.5, "weight_warmup": 3, "weight_optimizer": "sgd", "influence": "cg",
                 "influence_scope": "last_block", "influence_damping": 0.123, "reverse_hypergradient": True,
                 "binary_reparam": True, "hypergradient_normalization": "class",
-                "weight_parametrization": "softplus", "influence_view": "weak", "influence_target_temperature": 2.0}
+                "weight_parametrization": "softplus", "influence_view": "weak", "influence_target_temperature": 2.0,
+                "weight_batch": "theta", "validation_batch": 17, "weight_step_at_start": True,
+                "validation_draw": "replacement", "madam_step_count": "per_example", "madam_epsilon": 1e-8,
+                "madam_rows": "sampled", "weight_max": 2.0, "influence_rows": "raw_ce", "influence_kernel_only": True,
+                "influence_hessian_l2": "unit", "influence_forward_mode": "training"}
 
 
 @pytest.mark.parametrize("field", LAMBDA_STEP_FIELDS)
 def test_a_run_without_learned_weights_hashes_its_lambda_step_fields_at_their_defaults(field):
     """The base run of a study of a hypergradient variant is the base run of the paper's method."""
-    c = presets.resolve({"dataset": "moons"})
+    c = presets.resolve({"dataset": "digits"})  # not a 2-D problem, whose V' is always the whole set
     changed = {field: OTHER_VALUES[field]}
     assert config_hash(c.replace(weighting="none", **changed)) == config_hash(c.replace(weighting="none"))
     assert config_hash(c.replace(**changed)) != config_hash(c)  # ours reads them
@@ -145,7 +149,7 @@ def test_what_does_not_change_a_result_does_not_change_the_hash():
         assert config_hash(c.replace(**changed)) == config_hash(c)
     imdb = presets.resolve({"dataset": "imdb"})
     assert config_hash(imdb.replace(text_cache_dir="/elsewhere")) == config_hash(imdb)
-    assert {name for _, name in NOT_HASHED} == {"log_every", "checkpoint_every", "text_cache_dir"}
+    assert {name for _, name in NOT_HASHED} == {"log_every", "checkpoint_every", "text_cache_dir", "recipe"}
     # What does: the evaluation points (the validation curve), λ of a fixed-λ run, the seed.
     none = c.replace(weighting="none")
     for changed in ({"eval_every": 7}, {"weight_init": 0.5}, {"seed": 1}):
@@ -209,6 +213,7 @@ def test_explicit_flags_override_an_entry_points_defaults():
 # One case per message of influence_ssl/runs/checks.py (CHECKS), then the flags' and TrainConfig's.
 CHECKS = [
     (["--uda_softmax_temp=0.5"], "--uda_softmax_temp does not apply to --algorithm=fixmatch: remove it."),
+    (["--cta_frozen"], "--cta_frozen applies to --augment=cta, not --augment=ra."),
     (["--num_labeled=0"], "--num_labeled must be >= 1, got 0."),
     (["--weight_lr=nan"], "--weight_lr must be a finite number, got nan."),
     (["--confidence=1.5"], "--confidence must be in [0, 1], got 1.5."),
@@ -242,6 +247,23 @@ OTHERS = [
     (["--dataset=moons", "--augment=cta"], "--augment does not apply to --dataset=moons: remove it."),
     (["--lr=inf"], "--lr must be a finite number, got inf."),
     (["--uratio=0"], "--uratio must be >= 1, got 0."),
+    # The switches of the authors' code: refused where they cannot apply.
+    (["--dataset=moons", "--influence_forward_mode=training"],
+     "--influence_forward_mode does not apply to --dataset=moons: remove it."),
+    (["--algorithm=uda", "--cta_frozen"], "--cta_frozen does not apply to --algorithm=uda: remove it."),
+    (["--influence_rows=raw_ce", "--influence_scope=last_block", "--influence=cg"],
+     "--influence_rows=raw_ce is implemented for --influence_scope=head only."),
+    (["--influence_rows=raw_ce", "--influence_view=weak"], "--influence_rows=raw_ce makes its own rows: it cannot be "
+     "combined with --influence_view or --influence_target_temperature."),
+    (["--dataset=moons", "--influence_kernel_only", "--binary_reparam"],
+     "--influence_kernel_only and --binary_reparam cannot be combined."),
+    (["--weight_max=0.5"], "--weight_max=0.5 is below --weight_init=1.0."),
+    (["--weight_max=2", "--weight_parametrization=softplus"],
+     "--weight_max bounds the projection; with --weight_parametrization=softplus it does not apply."),
+    (["--madam_rows=sampled", "--weight_optimizer=adam"], "--madam_rows applies to --weight_optimizer=madam only."),
+    (["--weight_batch=theta", "--weighting=none"],
+     "--weight_batch=theta needs learned weights (--weighting=per_example or single)."),
+    (["--madam_epsilon=-1"], "--madam_epsilon must be >= 0, got -1.0."),
 ]
 
 

@@ -4,6 +4,8 @@ Only the classifier layer is treated as trainable (Sec. 3.1 "Influence Approxima
 [(D+1)K, (D+1)K] Hessian of the last layer (1,290 for the WRN-28-2 head) and the per-example gradients
 are outer products x~_u (outer) (s_u p_u - t_u), never materialised.
 """
+import functools
+
 import tensorflow as tf
 
 from influence_ssl.influence import last_layer, solvers
@@ -16,7 +18,7 @@ from influence_ssl.influence import last_layer, solvers
 DEFAULT_DAMPING = 1e-8
 
 _COMPUTE_DTYPE = tf.float64
-_COMMON_OPTIONS = {"binary_reparam": False}
+_COMMON_OPTIONS = {"binary_reparam": False, "kernel_only": False}
 _HESSIAN_OPTIONS = {"damping": DEFAULT_DAMPING, "bias_l2": None}
 METHOD_OPTIONS = {
     "exact": {**_COMMON_OPTIONS, **_HESSIAN_OPTIONS, "check_factorization": True},
@@ -59,6 +61,8 @@ def last_layer_weight_gradients(labeled_features, labeled_targets, unlabeled_fea
           theta' = (W[:,0] - W[:,1])/2 (Ren et al. App. D). Same losses, but no shift null space. l2 and
           bias_l2 then decay theta' and b' directly; a 2-logit head with decay l2 has the same optimum and
           hypergradient as the reparametrized one with decay 2*l2.
+        kernel_only (all, False): the influence's parameters are W alone, b a constant (the authors' code:
+          H [DK, DK], the gradients of W only); bias_l2 is then unused.
         damping (exact/neumann/cg, DEFAULT_DAMPING): solve with H + damping * mean(diag(H)) * I.
         bias_l2 (exact/neumann/cg, None = l2): decay on the bias row only.
         check_factorization (exact, True): raise on a failed Cholesky; False returns NaNs instead.
@@ -94,7 +98,12 @@ def last_layer_weight_gradients(labeled_features, labeled_targets, unlabeled_fea
     if opts["binary_reparam"]:
         if kernel.shape[-1] != 2:
             raise ValueError(f"binary_reparam=True needs a 2-class head, got K={kernel.shape[-1]}.")
+        if opts["kernel_only"]:
+            raise ValueError("binary_reparam and kernel_only cannot be combined.")
         params, make_rows = last_layer.binary_params(kernel, bias), last_layer.binary_rows
+    elif opts["kernel_only"]:
+        params = kernel
+        make_rows = functools.partial(last_layer.softmax_rows, bias=bias)
     else:
         params, make_rows = last_layer.stack_params(kernel, bias), last_layer.softmax_rows
 
@@ -107,7 +116,7 @@ def last_layer_weight_gradients(labeled_features, labeled_targets, unlabeled_fea
     if method == "identity":
         solution = cast(opts["scale"]) * g_val
     else:
-        l2_rows = _l2_rows(cast(l2), opts["bias_l2"], cast, tf.shape(params)[0])
+        l2_rows = _l2_rows(cast(l2), opts["bias_l2"], cast, tf.shape(params)[0], opts["kernel_only"])
         solution = _solve(method, opts, train, weights, l2_rows, g_val)
     return tf.cast(last_layer.influence_from_solution(unl, solution), out_dtype)
 
@@ -133,8 +142,11 @@ def _solve(method, opts, rows, weights, l2_rows, rhs):
     return solvers.neumann_solve(hvp, rhs, opts["num_terms"], tf.cast(scale, _COMPUTE_DTYPE))
 
 
-def _l2_rows(l2, bias_l2, cast, num_rows):
-    """Per-parameter-row decay [D+1, 1]: l2 for the kernel rows, bias_l2 (default l2) for the bias row."""
+def _l2_rows(l2, bias_l2, cast, num_rows, kernel_only=False):
+    """Per-parameter-row decay [D+1, 1]: l2 for the kernel rows, bias_l2 (default l2) for the bias row
+    ([D, 1] of l2 when the parameters are the kernel alone)."""
+    if kernel_only:
+        return tf.fill([num_rows, 1], l2)
     bias_l2 = l2 if bias_l2 is None else cast(bias_l2)
     kernel_rows = tf.fill([num_rows - 1, 1], l2)
     return tf.concat([kernel_rows, tf.reshape(bias_l2, [1, 1])], axis=0)

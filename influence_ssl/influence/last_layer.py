@@ -11,6 +11,9 @@ Convention (shared by every function here):
 Per-row curvature is kept in the factored form  C_i = diag(a_i) - beta_i * q_i q_i^T  ([K', K']), so the
 same Hessian/HVP code serves the K-logit softmax head (a = s*p, q = p, beta = s) and the one-logit binary
 reparametrization of Ren et al. App. D (K' = 1, a = 4*s*p1*p2, beta = 0).
+
+Kernel only (the authors' code differentiates the dense kernel W alone): pass with_bias=False to the row
+builders and Theta = W; rows are then x_i themselves [N, D], and everything below applies unchanged.
 """
 import collections
 
@@ -33,10 +36,18 @@ def stack_params(kernel, bias):
     return tf.concat([kernel, bias[tf.newaxis, :]], axis=0)
 
 
-def softmax_rows(features, targets, theta):
-    """HeadRows of the K-logit softmax head at Theta [D+1, K]; features [N, D], targets [N, K]."""
-    xt = augment(features)
-    p = tf.nn.softmax(tf.matmul(xt, theta), axis=-1)
+def softmax_rows(features, targets, theta, bias=None):
+    """HeadRows of the K-logit softmax head; features [N, D], targets [N, K].
+
+    Theta [D+1, K] (kernel and bias), or with `bias` [K] given: Theta = W [D, K] alone, the bias a constant
+    (kernel-only influence), rows x_i [N, D]."""
+    if bias is None:
+        xt = augment(features)
+        logits = tf.matmul(xt, theta)
+    else:
+        xt = features
+        logits = tf.matmul(xt, theta) + bias
+    p = tf.nn.softmax(logits, axis=-1)
     s = tf.reduce_sum(targets, axis=-1)
     residual = s[:, tf.newaxis] * p - targets
     return HeadRows(xt, residual, s[:, tf.newaxis] * p, s, p)

@@ -22,6 +22,12 @@ from influence_ssl.influence.normalization import NORMALIZATIONS, head_gradient_
 
 SCOPES = ("head", "last_block")
 VIEWS = ("strong", "weak")
+# ∇ℓ_u of the influence: of the training loss's term (its targets, mask folded in; the paper's dL_val/dλ_u),
+# or the raw cross-entropy against the arg-max of the target logits, unmasked and unscaled (the authors' code).
+ROWS = ("training_loss", "raw_ce")
+# The batch-norm mode of the influence's forwards: inference (running statistics), or training (batch
+# statistics, the authors' code; the running statistics are left as they were).
+FORWARD_MODES = ("inference", "training")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +45,10 @@ class InfluenceOptions:
     reverse: flip g's sign (a control, not the method).
     view: "strong" (features of the view ℓ_U trains) or "weak" (of the view its targets come from; head scope).
     target_temperature: 0 (the algorithm's targets) or T > 0: softmax(z_target / T) times the mask.
+    rows: "training_loss" (g_u = scale·dL_val/dw_u of the training loss's term) or "raw_ce" (the authors'
+      code: -∇L_valᵀ H⁻¹ ∇CE(onehot(argmax z_target), z_u), no mask, no scale; head scope).
+    kernel_only: the influence's parameters are the head's kernel alone (the authors' code; head scope).
+    forward_mode: "inference" or "training": batch-norm mode of the influence's forwards.
     solver (not an argument): the solver's options, built once from method and damping.
     """
 
@@ -52,14 +62,19 @@ class InfluenceOptions:
     reverse: bool = False
     view: str = "strong"
     target_temperature: float = 0.0
+    rows: str = "training_loss"
+    kernel_only: bool = False
+    forward_mode: str = "inference"
     solver: dict = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         for name, allowed in (("method", tuple(METHOD_OPTIONS)), ("scope", SCOPES), ("normalization", NORMALIZATIONS),
-                              ("view", VIEWS)):
+                              ("view", VIEWS), ("rows", ROWS), ("forward_mode", FORWARD_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"InfluenceOptions.{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
-        solver = {} if self.method == "identity" else {"damping": self.damping}
+        solver = {"kernel_only": self.kernel_only}
+        if self.method != "identity":
+            solver["damping"] = self.damping
         if self.method == "exact":
             solver["check_factorization"] = False  # a failed factorization gives NaNs: the step is skipped
         object.__setattr__(self, "solver", solver)
@@ -86,6 +101,15 @@ def influence_targets(out, options, producer="the SSL algorithm"):
     mask = tf.reduce_sum(out.unlabeled_targets, axis=-1, keepdims=True)
     logits = tf.cast(out.unlabeled_target_logits, out.unlabeled_targets.dtype)
     return tf.nn.softmax(logits / temperature, axis=-1) * mask
+
+
+def raw_targets(out, producer="the SSL algorithm"):
+    """One-hot arg-max of the target logits, unmasked [U, K]: the targets of the authors' J_u."""
+    if out.unlabeled_target_logits is None:
+        raise MissingSSLOutput(f"--influence_rows=raw_ce needs target logits, which {producer} does not "
+                               "return (SSLLosses.unlabeled_target_logits).")
+    classes = tf.shape(out.unlabeled_targets)[-1]
+    return tf.one_hot(tf.argmax(out.unlabeled_target_logits, axis=-1), classes, dtype=out.unlabeled_targets.dtype)
 
 
 def influence_features(out, options, producer="the SSL algorithm"):
@@ -115,7 +139,7 @@ def head_influence(model, batch, out, lam, scale, features, targets, options):
         t_fit = tf.concat([out.labeled_targets, out.unlabeled_targets], 0)
         w_fit = tf.concat([labeled_weights, scale * lam], 0)
         unlabeled_weights = tf.zeros_like(lam)
-    val_features = model.features(batch["val_x"], training=False)
+    val_features = model.features(batch["val_x"], training=options.forward_mode == "training")
     val_targets = tf.one_hot(batch["val_y"], tf.shape(out.labeled_targets)[-1])
     # With the binary reparametrization (App. D) the decay of the 2-logit head, (wd/2)(|W1|²+|W2|²), is
     # wd·|θ'|² on θ' = (W1 - W2)/2 at its optimum W1 = -W2: a decay of 2·wd on θ'.
@@ -150,7 +174,8 @@ def block_influence(model, batch, out, lam, scale, targets, options, decayed=(),
                                with_norms=options.normalization == "example", **options.solver)
 
 
-def hypergradient(model, batch, out, lam, scale, options, decayed=(), producer="the SSL algorithm"):
+def hypergradient(model, batch, out, lam, scale, options, decayed=(), producer="the SSL algorithm",
+                  row_outputs=None):
     """g = dL_val/dλ [U] for the unlabeled rows of one Λ batch, at the current θ (Alg. 1 lines 8-11).
 
     Args:
@@ -163,16 +188,23 @@ def hypergradient(model, batch, out, lam, scale, options, decayed=(), producer="
       decayed: the variables of the training loss's L2 term (the last-block scope's H has it; the head
         scope reads options.l2 and options.bias_l2 instead).
       producer: who made `out`, for the messages of MissingSSLOutput.
+      row_outputs: SSLLosses of a separate forward of the unlabeled views alone, whose strong features and
+        target logits make the raw_ce rows (the authors' per-example forward); None: `out`'s.
     Returns:
       [U], normalised and signed as the options say. Negative: up-weighting u lowers the validation loss.
     """
-    targets = influence_targets(out, options, producer)
     if options.scope == "last_block":
+        targets = influence_targets(out, options, producer)
         grads, norms = block_influence(model, batch, out, lam, scale, targets, options, decayed, producer)
         grads *= scale  # ∂²L/∂θ∂λ_u = scale·∇ℓ_u
     else:
-        features = influence_features(out, options, producer)
-        grads = head_influence(model, batch, out, lam, scale, features, targets, options) * scale
+        if options.rows == "raw_ce":  # the raw CE's gradient: no mask, no scale (the authors' J_u)
+            source = out if row_outputs is None else row_outputs
+            features, targets, row_scale = source.unlabeled_features, raw_targets(source, producer), 1.0
+        else:
+            features, row_scale = influence_features(out, options, producer), scale
+            targets = influence_targets(out, options, producer)
+        grads = head_influence(model, batch, out, lam, scale, features, targets, options) * row_scale
         norms = None
         if options.normalization == "example":
             norms = head_gradient_norms(features, targets, model.head.kernel, model.head.bias)

@@ -58,7 +58,8 @@ def make_algorithm(config):
 def make_augmentations(config):
     """(weak, strong, probe) of an image run. Only datasets whose class survives a mirror are flipped
     (data.HORIZONTAL_FLIP: not SVHN, not digits). With CTAugment the strong view is CTA on top of the weak
-    view, and CTA's rates learn from labeled probes."""
+    view, and CTA's rates learn from labeled probes, unless frozen (the authors' code: the rates stay uniform,
+    so each magnitude is uniform on [0, 1])."""
     flip = data_lib.flips_horizontally(config.data.dataset)
     weak = functools.partial(augment.weak_augment_batch, flip=flip)
     if config.algorithm.algorithm == "uda":
@@ -70,7 +71,7 @@ def make_augmentations(config):
             weak_seed, cta_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
             return cta.augment_batch(weak(images, weak_seed), cta_seed)
 
-        return weak, strong, cta
+        return weak, strong, None if config.algorithm.cta_frozen else cta
     return weak, functools.partial(augment.strong_batch_fixmatch, flip=flip), None
 
 
@@ -78,11 +79,12 @@ def make_source(config, data):
     t = config.train
     sizes = (t.labeled_batch, t.unlabeled_batch, t.validation_batch)
     if config.family == "2d":
-        return InMemorySource(data, *sizes, seed=t.seed)
+        return InMemorySource(data, *sizes, seed=t.seed, validation_draw=t.validation_draw)
     if config.family == "text":
-        return PairedTextSource(data, *sizes, t.seed)
+        return PairedTextSource(data, *sizes, t.seed, validation_draw=t.validation_draw)
     weak, strong, probe = make_augmentations(config)
-    return AugmentedImageSource(data, *sizes, seed=t.seed, weak=weak, strong=strong, probe=probe)
+    return AugmentedImageSource(data, *sizes, seed=t.seed, weak=weak, strong=strong, probe=probe,
+                                validation_draw=t.validation_draw)
 
 
 def make_model(config, data):

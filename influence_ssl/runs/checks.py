@@ -14,7 +14,9 @@ MAX_POSITIONS = 512  # BERT's position embeddings
 
 # Flags each path does not read.
 _TEXT_FLAGS = {"bert_dir", "imdb_dir", "max_seq_length", "aug", "bt_file", "aug_seed", "text_cache_dir"}
-_IMAGE_ONLY = {"with_extra", "ood_classes", "ood_fraction", "ood_noise", "augment"}
+# influence_forward_mode: only the image networks have batch norm.
+_IMAGE_ONLY = {"with_extra", "ood_classes", "ood_fraction", "ood_noise", "augment", "cta_frozen",
+               "influence_forward_mode"}
 IGNORED_BY_FAMILY = {
     "image": _TEXT_FLAGS | {"num_unlabeled", "num_test"},
     "2d": _TEXT_FLAGS | _IMAGE_ONLY | {"data_dir", "batch", "uratio", "validation_batch", "uda_preset"},
@@ -22,8 +24,8 @@ IGNORED_BY_FAMILY = {
 }
 IGNORED_BY_ALGORITHM = {
     "fixmatch": {"uda_softmax_temp", "uda_confidence_thresh", "tsa", "uda_preset"},
-    "pseudo_label": {"uda_softmax_temp", "uda_confidence_thresh", "tsa", "uda_preset", "augment"},
-    "uda": {"confidence", "augment"},
+    "pseudo_label": {"uda_softmax_temp", "uda_confidence_thresh", "tsa", "uda_preset", "augment", "cta_frozen"},
+    "uda": {"confidence", "augment", "cta_frozen"},
 }
 
 
@@ -61,6 +63,8 @@ def check_algorithm(config):
     a = config.algorithm
     if not 0 <= a.confidence <= 1:
         raise ConfigError(f"--confidence must be in [0, 1], got {a.confidence}.")
+    if a.cta_frozen and a.augment != "cta":
+        raise ConfigError(f"--cta_frozen applies to --augment=cta, not --augment={a.augment}.")
     if not 0 <= a.uda_confidence_thresh < 1:
         raise ConfigError(f"--uda_confidence_thresh must be in [0, 1), got {a.uda_confidence_thresh}.")
     if a.uda_softmax_temp <= 0:

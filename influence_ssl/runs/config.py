@@ -20,6 +20,7 @@ DATASETS = IMAGE_DATASETS + SYNTHETIC_DATASETS + TEXT_DATASETS
 ALGORITHMS = ("fixmatch", "uda", "pseudo_label")
 ARCHS = ("wrn28_2", "small_cnn", "mlp", "bert")
 UDA_PRESETS = ("paper", "current")
+RECIPES = ("paper", "authors_code")
 AUGMENTS = ("ra", "cta")
 
 
@@ -85,6 +86,8 @@ class AlgorithmConfig:
     uda_preset: str = option("paper", "UDA setup: 'paper' = the 2019 GPU setup Ren et al. used, 'current' = UDA "
                              "HEAD.", choices=UDA_PRESETS)
     augment: str = option("ra", "FixMatch strong augmentation: RandAugment or CTAugment.", choices=AUGMENTS)
+    cta_frozen: bool = option(False, "--augment=cta: the rates stay uniform, never learned from probes (the authors' "
+                              "code).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +99,9 @@ class RunConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     algorithm: AlgorithmConfig = dataclasses.field(default_factory=AlgorithmConfig)
     uratio: int = option(7, "Unlabeled ratio μ: unlabeled batch = μ·B (2-D problems: full batches instead).")
+    recipe: str = option("paper", "paper (Alg. 1 and 2 as the paper writes them) or authors_code (as the authors' "
+                         "code jason718/semi-sup runs them: every switch of docs/deviations.md that applies).",
+                         choices=RECIPES)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     @property
@@ -134,11 +140,16 @@ class RunConfig:
 SECTIONS = {"data": DataConfig, "text": TextConfig, "model": ModelConfig, "algorithm": AlgorithmConfig,
             "train": TrainConfig}
 # Fields that do not change a run's result: left out of its hash.
-NOT_HASHED = {("text", "text_cache_dir"), ("train", "log_every"), ("train", "checkpoint_every")}
+# The recipe is a preset: its fields are in the configuration.
+NOT_HASHED = {("text", "text_cache_dir"), ("train", "log_every"), ("train", "checkpoint_every"), (None, "recipe")}
 # Fields that only shape the Λ step: a run without learned weights (weighting=none) never reads them.
 LAMBDA_STEP_FIELDS = ("inner_steps", "weight_lr", "weight_warmup", "weight_optimizer", "influence", "influence_scope",
                       "influence_damping", "reverse_hypergradient", "binary_reparam", "hypergradient_normalization",
-                      "weight_parametrization", "influence_view", "influence_target_temperature")
+                      "weight_parametrization", "influence_view", "influence_target_temperature", "weight_batch",
+                      "validation_batch",
+                      "weight_step_at_start", "validation_draw", "madam_step_count", "madam_epsilon", "madam_rows",
+                      "weight_max", "influence_rows", "influence_kernel_only", "influence_hessian_l2",
+                      "influence_forward_mode")
 
 
 # Part of every hash: raise it when a change of the code changes what an existing configuration computes, so

@@ -1,11 +1,12 @@
 """Presets: the original codebases' settings (and this project's CPU-scale ones) as overrides of RunConfig.
 
 A run's configuration is resolved in layers, each an override of the one before, all by flag name:
-  RunConfig's defaults <- the algorithm's preset <- the dataset's scale (digits, 2-D, IMDb) <- explicit values.
+  RunConfig's defaults <- the algorithm's preset <- the dataset's scale (digits, 2-D, IMDb) <- the recipe
+  <- explicit values.
 Sources: shared/ref/ssl_anchors.md §2-§4 (FixMatch's and UDA's code), Ren et al. App. D, and FixMatch's
 pseudo_label.py for Pseudo-Label on images.
 """
-from influence_ssl.runs.config import RunConfig, derive, family, with_values
+from influence_ssl.runs.config import RunConfig, derive, family, leaves, value_of, with_values
 
 # Alg. 1's and the θ step's settings of each original codebase (images).
 ALGORITHM_PRESETS = {
@@ -50,6 +51,30 @@ IMDB = dict(algorithm="uda", arch="bert", steps=10_000, batch=8, uratio=4, optim
             checkpoint_every=500, ema=0.0)
 
 
+# Alg. 1 as the authors' code (jason718/semi-sup main.py) runs it, one field per difference from the paper's text
+# (docs/deviations.md gives each with its file and line). V' is as large as the unlabeled batch (batch·uratio).
+AUTHORS_CODE = dict(weight_batch="theta", weight_step_at_start=True, weight_warmup=0, validation_draw="replacement",
+                    madam_step_count="per_example", madam_epsilon=1e-8, madam_rows="sampled", weight_max=2.0,
+                    influence_rows="raw_ce", influence_kernel_only=True, influence_hessian_l2="unit",
+                    influence_damping=0.0)
+# ... and where the path has them: batch norm (its training mode in the influence's forwards) and CTAugment.
+AUTHORS_CODE_BATCH_NORM = dict(influence_forward_mode="training")
+AUTHORS_CODE_CTA = dict(cta_frozen=True)
+
+
+def recipe_values(recipe, values):
+    """{flag: value} of `recipe` for a run of preset and explicit `values` (the switches that apply to it)."""
+    if recipe == "paper":
+        return {}
+    out = dict(AUTHORS_CODE)
+    if family(values["dataset"]) == "image":
+        out.update(AUTHORS_CODE_BATCH_NORM)
+        out["validation_batch"] = values["batch"] * values["uratio"]
+        if values.get("algorithm") == "fixmatch" and values.get("augment") == "cta":
+            out.update(AUTHORS_CODE_CTA)
+    return out
+
+
 def algorithm_preset(algorithm, uda_preset):
     return ALGORITHM_PRESETS[f"uda_{uda_preset}" if algorithm == "uda" else algorithm]
 
@@ -85,7 +110,10 @@ def resolve(explicit=None):
     default_algorithm = {"2d": "pseudo_label", "text": "uda"}.get(kind, base.algorithm.algorithm)
     algorithm = explicit.get("algorithm", default_algorithm)
     uda_preset = explicit.get("uda_preset", base.algorithm.uda_preset)
-    values = {**preset_values(dataset, algorithm, uda_preset), **explicit}
+    values = preset_values(dataset, algorithm, uda_preset)
+    recipe = explicit.get("recipe", base.recipe)
+    merged = {**{name: value_of(base, name) for name in leaves()}, "algorithm": algorithm, **values, **explicit}
+    values = {**values, **recipe_values(recipe, merged), **explicit}
     if kind != "2d" and "weight_init" not in explicit:
         values["weight_init"] = 5.0 if (algorithm == "uda" and dataset == "cifar10"
                                         and values["num_labeled"] == 250) else 1.0

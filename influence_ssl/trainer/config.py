@@ -5,6 +5,8 @@ import math
 
 from influence_ssl.fields import DERIVED, flag_name, option
 from influence_ssl.influence import DEFAULT_DAMPING, METHOD_OPTIONS, NORMALIZATIONS
+from influence_ssl.influence.weight_step import FORWARD_MODES, ROWS
+from influence_ssl.optimizers.masked_adam import DEFAULT_EPSILON
 from influence_ssl.trainer.schedules import LR_SCHEDULES
 from influence_ssl.weights import PARAMETRIZATIONS
 
@@ -20,6 +22,13 @@ HYPERGRADIENT_VARIANTS = ("hypergradient_normalization", "weight_parametrization
 # An exact (dense) Hessian over more parameters than this is refused (P² floats).
 MAX_EXACT_BLOCK_PARAMETERS = 20_000
 THETA_OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov", "adamw")
+# How the authors' code (jason718/semi-sup) runs Alg. 1, one switch per difference from the paper's text; the
+# first choice of each is the paper's (docs/deviations.md argues each).
+WEIGHT_BATCHES = ("fresh", "theta")
+VALIDATION_DRAWS = ("permutation", "replacement")
+MADAM_STEP_COUNTS = ("global", "per_example")
+MADAM_ROWS = ("nonzero", "sampled")
+HESSIAN_L2 = ("wd", "unit")
 WEIGHT_DECAY_SCOPES = ("kernels", "all")
 EMA_SCOPES = ("trainable", "all")
 
@@ -53,6 +62,20 @@ class TrainConfig:
       whose features enter ∇ℓ_u in the influence (head scope only).
     influence_target_temperature: 0 (the algorithm's targets) or T > 0: the influence's targets are
       softmax(z_target / T) times the mask; T = 1 with Pseudo-Label's single view makes ∇ℓ_u ≡ 0.
+    As the authors' code runs Alg. 1 (the defaults are the paper's text; `--recipe=authors_code` sets them all):
+    weight_batch: fresh (Alg. 1 line 7: the Λ step samples its own D', U', V') or theta (the Λ step before a
+      θ step uses that step's D' and U', and that θ step trains with λ as it was before).
+    weight_step_at_start: a Λ step also at the end of the warm-up itself (with none: before any θ step).
+    validation_draw: V' as a slice of a permutation of the validation set, or drawn with replacement.
+    madam_step_count, madam_epsilon, madam_rows: M-Adam's step count (one global t as Alg. 2, or one per
+      example), its ε, and which rows it steps (those with g != 0 as Alg. 2, or every sampled row).
+    weight_max: λ's upper bound (0: none; the authors' code clips λ to [0, 2]).
+    influence_rows: ∇ℓ_u of the influence: of the training loss's term (mask and 1/|U'| in it), or the raw
+      cross-entropy against the arg-max of the target logits (no mask, no scale).
+    influence_kernel_only: the influence's parameters are the head's kernel, not kernel and bias.
+    influence_hessian_l2: the L2 term of the influence's H: wd (the training loss's) or unit (coefficient 1).
+    influence_forward_mode: batch-norm mode of the influence's forwards (training: batch statistics, each
+      forward its own; the running statistics are left as they were).
     unlabeled_rampup: θ steps over which the unsupervised term ramps linearly to full weight.
     optimizer, lr, lr_schedule, lr_warmup, min_lr_ratio: θ's optimizer and schedule (schedules.py);
       adamw is BERT's Adam (optimizers.BertAdam, UDA's text runs).
@@ -101,6 +124,27 @@ class TrainConfig:
     influence_target_temperature: float = option(
         0.0, "Variant (0 = the algorithm's targets): the influence's targets are softmax(z_target / T) times the "
         "mask (with Pseudo-Label's single view, T = 1 makes ∇ℓ_u vanish).")
+    weight_batch: str = option("fresh", "Λ batch: fresh (Alg. 1: its own D', U', V') or theta (the authors' code: the "
+                               "next θ step's D' and U', which trains with the λ before the Λ step).",
+                               choices=WEIGHT_BATCHES)
+    weight_step_at_start: bool = option(False, "Also a Λ step at the end of the warm-up itself; with no warm-up, "
+                                        "before the first θ step (the authors' code).")
+    validation_draw: str = option("permutation", "How V' is drawn: a slice of a permutation of the validation set, "
+                                  "or with replacement (the authors' code).", choices=VALIDATION_DRAWS)
+    madam_step_count: str = option("global", "M-Adam's step count t: global (Alg. 2) or per_example (the authors' "
+                                   "code: each λ's own, for its bias correction).", choices=MADAM_STEP_COUNTS)
+    madam_epsilon: float = option(DEFAULT_EPSILON, "M-Adam's ε (the authors' code: 1e-8).")
+    madam_rows: str = option("nonzero", "Rows M-Adam steps: nonzero (Alg. 2: g != 0) or sampled (the authors' "
+                             "code: every sampled row).", choices=MADAM_ROWS)
+    weight_max: float = option(0.0, "Upper bound of λ (0: none; the authors' code: 2).")
+    influence_rows: str = option("training_loss", "∇ℓ_u of the influence: training_loss (the paper: dL/dλ_u, mask "
+                                 "and 1/|U'| in it) or raw_ce (the authors' code: CE of the strong view against "
+                                 "the arg-max of the weak one, unmasked, unscaled).", choices=ROWS)
+    influence_kernel_only: bool = option(False, "Influence over the head's kernel only, no bias (the authors' code).")
+    influence_hessian_l2: str = option("wd", "L2 term of the influence's Hessian: wd (the training loss's) or unit "
+                                       "(the authors' code: coefficient 1).", choices=HESSIAN_L2)
+    influence_forward_mode: str = option("inference", "Batch-norm mode of the influence's forwards: inference or "
+                                         "training (the authors' code: batch statistics).", choices=FORWARD_MODES)
     unlabeled_rampup: int = option(0, "θ steps over which the unsupervised term ramps linearly to full weight.")
     optimizer: str = option("adam", "θ optimizer: adam, sgd, TF1 momentum or nesterov (FixMatch, UDA; μ = 0.9), "
                             "adamw (BERT's).", choices=THETA_OPTIMIZERS)
@@ -132,7 +176,10 @@ class TrainConfig:
         choices = [("weighting", WEIGHTING_MODES), ("weight_optimizer", WEIGHT_OPTIMIZERS),
                    ("influence", INFLUENCE_METHODS), ("influence_scope", INFLUENCE_SCOPES),
                    ("hypergradient_normalization", NORMALIZATIONS), ("weight_parametrization", PARAMETRIZATIONS),
-                   ("influence_view", INFLUENCE_VIEWS),
+                   ("influence_view", INFLUENCE_VIEWS), ("weight_batch", WEIGHT_BATCHES),
+                   ("validation_draw", VALIDATION_DRAWS), ("madam_step_count", MADAM_STEP_COUNTS),
+                   ("madam_rows", MADAM_ROWS), ("influence_rows", ROWS), ("influence_hessian_l2", HESSIAN_L2),
+                   ("influence_forward_mode", FORWARD_MODES),
                    ("optimizer", THETA_OPTIMIZERS),
                    ("lr_schedule", LR_SCHEDULES), ("weight_decay_on", WEIGHT_DECAY_SCOPES),
                    ("ema_scope", EMA_SCOPES)]
@@ -149,7 +196,8 @@ class TrainConfig:
             if field.type is float and not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ConfigError(f"{flag_of(field.name)} must be a finite number, got {value!r}.")
         for name in ["weight_lr", "weight_init", "weight_warmup", "unlabeled_rampup", "lr_warmup",
-                     "weight_decay", "influence_damping", "clip_norm", "influence_target_temperature"]:
+                     "weight_decay", "influence_damping", "clip_norm", "influence_target_temperature", "madam_epsilon",
+                     "weight_max"]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{flag_of(name)} must be >= 0, got {getattr(self, name)}.")
         if self.weighting == "single" and self.hypergradient_normalization != "none":
@@ -157,6 +205,7 @@ class TrainConfig:
                               "--weighting=single their normalised sum (batch, class) is 0 or meaningless.")
         if self.influence_scope == "last_block" and self.influence_view != "strong":
             raise ConfigError("--influence_view=weak is implemented for --influence_scope=head only.")
+        self._validate_authors_switches()
         if self.weighting != "none" and self.weight_parametrization != "projection" and self.weight_init <= 0:
             raise ConfigError(f"--weight_parametrization={self.weight_parametrization} needs --weight_init > 0, "
                               f"got {self.weight_init}.")
@@ -166,12 +215,37 @@ class TrainConfig:
             raise ConfigError(f"--min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}.")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"{flag_of('ema_decay')} must be in [0, 1), got {self.ema_decay}.")
-        for name, size, what in [("labeled_batch", num_labeled, "labeled"),
-                                 ("unlabeled_batch", num_unlabeled, "unlabeled"),
-                                 ("validation_batch", num_validation, "validation")]:
+        sizes = [("labeled_batch", num_labeled, "labeled"), ("unlabeled_batch", num_unlabeled, "unlabeled")]
+        if self.validation_draw == "permutation":  # a draw with replacement may be larger than the set
+            sizes.append(("validation_batch", num_validation, "validation"))
+        for name, size, what in sizes:
             if getattr(self, name) > size:
                 raise ConfigError(f"{flag_of(name)}={getattr(self, name)} is larger than the {size} "
                                   f"{what} examples.")
+
+    def _validate_authors_switches(self):
+        """The switches of the authors' code that need a particular path."""
+        head_only = [("influence_rows", "raw_ce"), ("influence_kernel_only", True),
+                     ("influence_forward_mode", "training")]
+        for name, value in head_only:
+            if getattr(self, name) == value and self.influence_scope != "head":
+                raise ConfigError(f"{flag_of(name)}={value} is implemented for --influence_scope=head only.")
+        if self.influence_rows == "raw_ce" and (self.influence_view != "strong" or self.influence_target_temperature):
+            raise ConfigError("--influence_rows=raw_ce makes its own rows: it cannot be combined with --influence_view "
+                              "or --influence_target_temperature.")
+        if self.influence_kernel_only and self.binary_reparam:
+            raise ConfigError("--influence_kernel_only and --binary_reparam cannot be combined.")
+        if self.weight_max and self.weight_max < self.weight_init:
+            raise ConfigError(f"--weight_max={self.weight_max} is below --weight_init={self.weight_init}.")
+        if self.weight_max and self.weight_parametrization != "projection":
+            raise ConfigError("--weight_max bounds the projection; with --weight_parametrization="
+                              f"{self.weight_parametrization} it does not apply.")
+        madam_only = [("madam_step_count", "global"), ("madam_epsilon", DEFAULT_EPSILON), ("madam_rows", "nonzero")]
+        for name, default in madam_only:
+            if getattr(self, name) != default and self.weight_optimizer != "madam":
+                raise ConfigError(f"{flag_of(name)} applies to --weight_optimizer=madam only.")
+        if self.weight_batch == "theta" and self.weighting == "none":
+            raise ConfigError("--weight_batch=theta needs learned weights (--weighting=per_example or single).")
 
     @property
     def loss_l2(self):

@@ -29,6 +29,11 @@ class DataSource(abc.ABC):
     def outer_batch(self, outer_step):
         """The Λ batch (D', U', V') of outer step `outer_step`."""
 
+    def validation_batch(self, outer_step):
+        """V' alone ({"val_x", "val_y"}) of outer step `outer_step`, as outer_batch draws it: for a Λ step on a
+        θ batch (the authors' code)."""
+        raise NotImplementedError(f"{type(self).__name__} draws no validation batch of its own.")
+
     @abc.abstractmethod
     def eval_sets(self):
         """{name: (x [N, ...] numpy, y [N] numpy)}, evaluated by the trainer (validation, test)."""

@@ -29,8 +29,8 @@ class AugmentedImageSource(InMemorySource):
     """
 
     def __init__(self, data, labeled_batch, unlabeled_batch, validation_batch, seed, weak, strong,
-                 scale=scale_images, probe=None):
-        super().__init__(data, labeled_batch, unlabeled_batch, validation_batch, seed)
+                 scale=scale_images, probe=None, validation_draw="permutation"):
+        super().__init__(data, labeled_batch, unlabeled_batch, validation_batch, seed, validation_draw)
         self.weak, self.strong, self.scale, self.probe = weak, strong, scale, probe
         self.state = probe  # checkpointed with the run (the original FixMatch did not save CTA's rates)
         # Augmentation is worth overlapping with the step (tf.data, one step ahead), except with CTAugment,
@@ -74,6 +74,10 @@ class AugmentedImageSource(InMemorySource):
 
     def outer_batch(self, outer_step):
         return self._augment(super().outer_batch(outer_step), outer_step, offset=20)
+
+    def validation_batch(self, outer_step):
+        batch = super().validation_batch(outer_step)
+        return {"val_x": self.scale(batch["val_x"]), "val_y": batch["val_y"]}
 
     def eval_sets(self):
         if self._eval_sets is None:  # scaled once, in chunks

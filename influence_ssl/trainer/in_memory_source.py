@@ -13,13 +13,17 @@ class InMemorySource(DataSource):
     """Serves θ batches (labeled + unlabeled) and Λ batches (+ validation) of an SSLData.
 
     The batch of step k depends only on (seed, k): runs that share a seed share their data
-    order whatever the method, and a resumed run continues the same sequence.
+    order whatever the method, and a resumed run continues the same sequence. V' is a slice of a
+    permutation of the validation set, or (validation_draw="replacement", the authors' code) drawn
+    uniformly with replacement.
     """
 
     stateless = True  # batches are pure functions of the step: the trainer samples in-graph
 
-    def __init__(self, data, labeled_batch, unlabeled_batch, validation_batch, seed):
-        self.data = data
+    def __init__(self, data, labeled_batch, unlabeled_batch, validation_batch, seed, validation_draw="permutation"):
+        if validation_draw not in ("permutation", "replacement"):
+            raise ValueError(f"validation_draw must be permutation or replacement, got {validation_draw!r}.")
+        self.data, self.validation_draw = data, validation_draw
         self.sizes = (labeled_batch, unlabeled_batch, validation_batch)
         self.seed = seed
         self._labeled_x = tf.constant(data.labeled_x)
@@ -61,9 +65,19 @@ class InMemorySource(DataSource):
         lx, ly = self._take(outer_step, _OUTER_LABELED, labeled_batch, self._labeled_x, self._labeled_y)
         ux, ids = self._take(outer_step, _OUTER_UNLABELED, unlabeled_batch, self._unlabeled_x,
                              self._unlabeled_ids)
-        vx, vy = self._take(outer_step, _VALIDATION, validation_batch, self._val_x, self._val_y)
         return {"labeled_x": lx, "labeled_y": ly, "unlabeled_x": ux, "unlabeled_ids": ids,
-                "val_x": vx, "val_y": vy}
+                **InMemorySource.validation_batch(self, outer_step)}
+
+    def validation_batch(self, outer_step):
+        validation_batch = self.sizes[2]
+        if self.validation_draw == "permutation":
+            vx, vy = self._take(outer_step, _VALIDATION, validation_batch, self._val_x, self._val_y)
+        else:
+            seed = tf.random.fold_in(tf.constant([self.seed, _VALIDATION], tf.int64), tf.cast(outer_step, tf.int64))
+            idx = tf.random.stateless_uniform([validation_batch], seed, maxval=int(self._val_y.shape[0]),
+                                              dtype=tf.int64)
+            vx, vy = tf.gather(self._val_x, idx), tf.gather(self._val_y, idx)
+        return {"val_x": vx, "val_y": vy}
 
     def eval_sets(self):
         """{name: (x, y)} evaluated by the trainer."""

@@ -32,9 +32,12 @@ def _theta_optimizer(config):
 
 
 def make_weight_optimizer(config):
-    """The optimizer of Λ: M-Adam (the paper's), or plain Adam / SGD for Fig. 4 (centre)."""
+    """The optimizer of Λ: M-Adam (the paper's, or as the authors' code runs it), or plain Adam / SGD for
+    Fig. 4 (centre)."""
     if config.weight_optimizer == "madam":
-        return MaskedAdam(config.weight_lr)
+        return MaskedAdam(config.weight_lr, epsilon=config.madam_epsilon,
+                          per_entry_steps=config.madam_step_count == "per_example",
+                          mask_zero_gradients=config.madam_rows == "nonzero")
     if config.weight_optimizer == "adam":
         return keras.optimizers.Adam(config.weight_lr, weight_decay=None)
     return keras.optimizers.SGD(config.weight_lr)

@@ -11,7 +11,13 @@ makes the batches, counts θ steps and decides when a Λ step follows (`is_outer
 import tensorflow as tf
 import tf_keras as keras
 
-from influence_ssl.influence import MissingSSLOutput, apply_weight_step, block_parameters, hypergradient
+from influence_ssl.influence import (
+    InfluenceOptions,
+    MissingSSLOutput,
+    apply_weight_step,
+    block_parameters,
+    hypergradient,
+)
 from influence_ssl.trainer.config import MAX_EXACT_BLOCK_PARAMETERS, ConfigError
 
 
@@ -32,6 +38,21 @@ def l2_term(variables):
     return tf.add_n([0.5 * tf.reduce_sum(tf.square(v)) for v in variables])
 
 
+def influence_options(config):
+    """The influence.InfluenceOptions of a TrainConfig."""
+    # The head's bias is decayed only when the loss decays every variable (UDA). The authors' code puts the
+    # L2 term in H without its coefficient: a unit decay.
+    l2 = 1.0 if config.influence_hessian_l2 == "unit" else config.loss_l2
+    bias_l2 = l2 if config.weight_decay_on == "all" else 0.0
+    return InfluenceOptions(
+        method=config.influence, scope=config.influence_scope, damping=config.influence_damping,
+        l2=l2, bias_l2=bias_l2, binary_reparam=config.binary_reparam,
+        normalization=config.hypergradient_normalization, reverse=config.reverse_hypergradient,
+        view=config.influence_view, target_temperature=config.influence_target_temperature,
+        rows=config.influence_rows, kernel_only=config.influence_kernel_only,
+        forward_mode=config.influence_forward_mode)
+
+
 def check_influence(model, options):
     """ConfigError for an influence that cannot run on this model (options: an InfluenceOptions)."""
     if options.binary_reparam and model.head.units != 2:
@@ -50,6 +71,11 @@ def check_influence(model, options):
                           f"use neumann or cg (exact allows at most {MAX_EXACT_BLOCK_PARAMETERS} parameters).")
 
 
+def unlabeled_only(batch):
+    """The batch with an empty labeled part: a forward of its unlabeled views alone."""
+    return {**batch, "labeled_x": batch["labeled_x"][:0], "labeled_y": batch["labeled_y"][:0]}
+
+
 class Alg1Steps:
     """The θ step and the Λ step of one model, SSL algorithm and table Λ.
 
@@ -61,7 +87,11 @@ class Alg1Steps:
       theta_optimizer: θ's optimizer; a LossScaleOptimizer means mixed precision. May be set later (Keras'
         compile), before the first θ step.
       per_example: λ is indexed by the unlabeled ids (else every example shares row 0, Fig. 4 left).
-      weighted: whether Λ steps run at all; inner_steps [N], weight_warmup: when (is_outer_step).
+      weighted: whether Λ steps run at all; inner_steps [N], weight_warmup, weight_step_at_start: when
+        (is_outer_step).
+      weight_batch: "fresh" (Alg. 1: a Λ step after θ step k samples its own D', U', V') or "theta" (the
+        authors' code: the Λ step before θ step k + 1 uses that step's D' and U' and a validation draw;
+        the θ step then uses λ as it was before the Λ step). The loop's to honour (Trainer.run).
       unlabeled_rampup: θ steps over which r(t) ramps linearly to 1 (0: r = 1).
       loss_l2, decayed: wd and the variables of the L2 term.
       ema: an ema.WeightEMA updated after every applied θ step, or None.
@@ -72,12 +102,13 @@ class Alg1Steps:
     """
 
     def __init__(self, model, algorithm, weights, influence, theta_optimizer=None, *, per_example=True,
-                 weighted=True, inner_steps=1, weight_warmup=0, unlabeled_rampup=0, loss_l2=0.0, decayed=(),
-                 ema=None, num_replicas=1):
+                 weighted=True, inner_steps=1, weight_warmup=0, weight_step_at_start=False, weight_batch="fresh",
+                 unlabeled_rampup=0, loss_l2=0.0, decayed=(), ema=None, num_replicas=1):
         self.model, self.algorithm, self.weights, self.influence = model, algorithm, weights, influence
         self.theta_optimizer, self.ema, self.num_replicas = theta_optimizer, ema, num_replicas
         self.per_example, self.weighted = per_example, weighted
         self.inner_steps, self.weight_warmup, self.unlabeled_rampup = inner_steps, weight_warmup, unlabeled_rampup
+        self.weight_step_at_start, self.weight_batch = weight_step_at_start, weight_batch
         self.loss_l2, self.decayed = loss_l2, list(decayed)
         once = tf.VariableAggregation.ONLY_FIRST_REPLICA
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step", aggregation=once)
@@ -88,8 +119,21 @@ class Alg1Steps:
                                            aggregation=once)
 
     def is_outer_step(self, step):
-        """Whether a Λ step follows θ step number `step` (1-based; a Python int or a scalar tensor)."""
-        return self.weighted and (step > self.weight_warmup) & (step % self.inner_steps == 0)
+        """Whether a Λ step is taken when `step` θ steps are done (a Python int or a scalar tensor): every N
+        steps after the warm-up (Alg. 1), or from its last step on (weight_step_at_start: at step 0 with no
+        warm-up, as the authors' code). With weight_batch "theta" it runs on θ step step + 1's batch."""
+        started = (step >= self.weight_warmup) if self.weight_step_at_start else (step > self.weight_warmup)
+        return self.weighted and started & (step % self.inner_steps == 0)
+
+    def num_outer_steps(self, step):
+        """How many Λ steps have been applied when `step` θ steps are done (Python ints)."""
+        if not self.weighted:
+            return 0
+        first = self.weight_warmup if self.weight_step_at_start else self.weight_warmup + 1
+        # A "theta" Λ step taken at count s is applied together with θ step s + 1.
+        last = step if self.weight_batch == "fresh" else step - 1
+        n = self.inner_steps
+        return max(0, last // n - (first - 1) // n)
 
     def weight_ids(self, ids):
         """Rows of Λ [U] for unlabeled ids [U]."""
@@ -160,22 +204,40 @@ class Alg1Steps:
 
     def hypergradient(self, batch):
         """(rows of Λ [U'], dL_val/dλ [U']) on a Λ batch (D', U', V': labeled_x/y, the unlabeled views and
-        ids, val_x/y) at the current θ (Alg. 1 lines 7-11); nothing is updated."""
-        out = self.algorithm.losses(self.model, batch, training=False, step=self.step)
+        ids, val_x/y) at the current θ (Alg. 1 lines 7-11); nothing is updated.
+
+        With the influence's forwards in training mode (the authors' code) H comes from a forward of the whole
+        batch, the raw-CE rows from one of the unlabeled views alone, the validation gradient from one of V',
+        each with its own batch statistics; the running statistics are put back afterwards."""
+        training = self.influence.forward_mode == "training"
+        kept = self.model.non_trainable_variables if training else []
+        saved = [tf.identity(v) for v in kept]
+        out = self.algorithm.losses(self.model, batch, training=training, step=self.step)
+        row_outputs = None
+        if training and self.influence.rows == "raw_ce":
+            row_outputs = self.algorithm.losses(self.model, unlabeled_only(batch), training=True, step=self.step)
         ids = self.weight_ids(batch["unlabeled_ids"])
         lam = self.weights.gather(ids)
         num_unlabeled = tf.cast(tf.shape(out.unlabeled)[0], tf.float32)
         scale = self.rampup(self.step) / num_unlabeled  # the training loss's factor on λ_u ℓ_u
         try:
-            grads = hypergradient(self.model, batch, out, lam, scale, self.influence, self.decayed, self.algorithm.name)
+            grads = hypergradient(self.model, batch, out, lam, scale, self.influence, self.decayed,
+                                  self.algorithm.name, row_outputs)
         except MissingSSLOutput as e:
             raise ConfigError(str(e)) from None
-        return ids, grads
+        with tf.control_dependencies([grads]):
+            for variable, value in zip(kept, saved):
+                variable.assign(value)
+        return ids, tf.identity(grads)
 
     def outer_update(self, batch):
         """One Λ step (Alg. 1 lines 7-12) at the current θ; returns scalar metrics. A non-finite
         hypergradient is not applied and is flagged in bad_step."""
-        ids, grads = self.hypergradient(batch)
+        return self.weight_update(*self.hypergradient(batch))
+
+    def weight_update(self, ids, grads):
+        """λ's update from hypergradients `grads` [U'] of rows `ids` [U'] (computed before, maybe at an
+        earlier θ); returns scalar metrics. A non-finite hypergradient is not applied and is flagged."""
         finite, moved = apply_weight_step(self.weights, ids, grads)
         self.flag_if_not_finite(finite)
         self.lambda_movement.assign_add(tf.cast(moved, tf.float64))

@@ -16,7 +16,6 @@ the divergence check are callbacks of the loop (callbacks.py).
 import numpy as np
 import tensorflow as tf
 
-from influence_ssl.influence import InfluenceOptions
 from influence_ssl.trainer.callbacks import (
     CheckpointError,
     LoopCallback,
@@ -30,19 +29,8 @@ from influence_ssl.trainer.distribution import check_replicas, replica_slice, wo
 from influence_ssl.trainer.ema import WeightEMA
 from influence_ssl.trainer.optimizers import make_theta_optimizer, make_weight_optimizer
 from influence_ssl.trainer.results import final_results, save_results
-from influence_ssl.trainer.steps import Alg1Steps, check_influence, decayed_variables
+from influence_ssl.trainer.steps import Alg1Steps, check_influence, decayed_variables, influence_options
 from influence_ssl.weights import ExampleWeights
-
-
-def influence_options(config):
-    """The influence.InfluenceOptions of a TrainConfig."""
-    # The head's bias is decayed only when the loss decays every variable (UDA).
-    bias_l2 = config.loss_l2 if config.weight_decay_on == "all" else 0.0
-    return InfluenceOptions(
-        method=config.influence, scope=config.influence_scope, damping=config.influence_damping,
-        l2=config.loss_l2, bias_l2=bias_l2, binary_reparam=config.binary_reparam,
-        normalization=config.hypergradient_normalization, reverse=config.reverse_hypergradient,
-        view=config.influence_view, target_temperature=config.influence_target_temperature)
 
 
 class Trainer:
@@ -86,7 +74,7 @@ class Trainer:
         # Without weights λ never moves: the table is a constant, which may be 0 (supervised only).
         parametrization = config.weight_parametrization if config.weighting != "none" else "projection"
         self.weights = ExampleWeights(num_weights, config.weight_init, make_weight_optimizer(config),
-                                      parametrization=parametrization)
+                                      parametrization=parametrization, upper_bound=config.weight_max or None)
         decayed = decayed_variables(model, config.weight_decay_on)
         with self.strategy.scope():
             self.theta_optimizer = make_theta_optimizer(config)
@@ -99,6 +87,7 @@ class Trainer:
                 model, algorithm, self.weights, influence, self.theta_optimizer,
                 per_example=config.weighting == "per_example", weighted=config.weighting != "none",
                 inner_steps=config.inner_steps, weight_warmup=config.weight_warmup,
+                weight_step_at_start=config.weight_step_at_start, weight_batch=config.weight_batch,
                 unlabeled_rampup=config.unlabeled_rampup, loss_l2=config.loss_l2, decayed=decayed, ema=self.ema,
                 num_replicas=self.num_replicas)
         self.step, self.bad_step = self.steps.step, self.steps.bad_step
@@ -121,6 +110,9 @@ class Trainer:
         self._train_step = tf.function(self._distributed_train_step)
         self._outer_step = tf.function(lambda batch: self.steps.outer_update(self._outer_batch(batch)))
         self._hypergradient = tf.function(lambda batch: self.steps.hypergradient(self._outer_batch(batch)))
+        self._theta_batch_hypergradient = tf.function(
+            lambda batch, k: self.steps.hypergradient(self._theta_outer_batch(batch, k)))
+        self._weight_update = tf.function(self.steps.weight_update)
         self._predict = None  # compiled on first use, for any batch size
         self.history = []  # evaluations: {"step", "<set>": accuracy, ...}, kept across resumes
         self.validation_loss = None  # of the last evaluation
@@ -161,18 +153,22 @@ class Trainer:
     def _outer_batch(self, batch):
         return self.source.outer_batch(batch) if self._in_graph_batches else batch
 
+    def _theta_outer_batch(self, batch, k):
+        """A θ batch (or its step number) with the validation draw of outer step k: the Λ batch of the
+        authors' code."""
+        if not isinstance(batch, dict):
+            batch = self.source.train_batch(batch)
+        return {**batch, **self.source.validation_batch(k)}
+
     # ----- the loop -------------------------------------------------------------------
 
     def is_outer_step(self, step):
-        """Whether a Λ step follows θ step number `step` (1-based)."""
+        """Whether a Λ step is taken when `step` θ steps are done (steps.Alg1Steps.is_outer_step)."""
         return bool(self.steps.is_outer_step(step))
 
     def num_outer_steps(self, step):
-        """How many Λ steps have been taken after θ step number `step`."""
-        c = self.config
-        if c.weighting == "none":
-            return 0
-        return max(0, step // c.inner_steps - c.weight_warmup // c.inner_steps)
+        """How many Λ steps have been applied when `step` θ steps are done."""
+        return self.steps.num_outer_steps(step)
 
     def run(self):
         """Train to config.steps (resuming from train_dir if it holds a checkpoint). Returns results."""
@@ -184,13 +180,23 @@ class Trainer:
                 getattr(callback, hook)(self)
         step = int(self.step.numpy())
         batches = self.train_batches(step)
+        on_theta_batch = c.weight_batch == "theta"
+        if step == 0 and not on_theta_batch and self.is_outer_step(0):  # a Λ step before any θ step
+            self._fresh_outer_step(0, callbacks)
         while step < c.steps:
-            metrics = self.train_step(next(batches))
+            batch = next(batches)
+            pending = None
+            if on_theta_batch and self.is_outer_step(step):
+                # At the θ step's parameters, on its batch; applied after it, which so trains with the old λ.
+                pending = self._theta_batch_hypergradient(batch, tf.constant(step // c.inner_steps, tf.int64))
+            metrics = self.train_step(batch)
             step += 1
-            if self.is_outer_step(step):
-                metrics.update(self.outer_step(self._batch(self.source.outer_batch, step // c.inner_steps)))
+            if pending is not None:
+                metrics.update(self._weight_update(*pending))
                 for callback in callbacks:
                     callback.on_outer_step(self, self.num_outer_steps(step))
+            elif not on_theta_batch and self.is_outer_step(step):
+                metrics.update(self._fresh_outer_step(step, callbacks))
             logs = None
             # Evaluations follow eval_every alone (not only the steps that are also log steps).
             if any(step % every == 0 or step == c.steps for every in (c.log_every, c.eval_every)):
@@ -204,6 +210,13 @@ class Trainer:
         if self.train_dir and self.is_chief:
             save_results(self.train_dir, results, self.weights)
         return results
+
+    def _fresh_outer_step(self, step, callbacks):
+        """Alg. 1's Λ step when `step` θ steps are done, on its own batch; returns its metrics."""
+        metrics = self.outer_step(self._batch(self.source.outer_batch, step // self.config.inner_steps))
+        for callback in callbacks:
+            callback.on_outer_step(self, self.num_outer_steps(step))
+        return metrics
 
     def train_batches(self, first_step):
         """θ batches (or step numbers) of steps first_step, first_step + 1, ... for train_step.
