@@ -3,10 +3,12 @@ r"""The ablations of Sec. 4.3, each one command with the paired protocol of expe
   python -m experiments.ablate --study=influence --dataset=digits --seeds=5 --json_out=out/ablate_influence_digits.json
 
 Studies: influence (Fig. 3), weighting (Fig. 4 left), optimizer (Fig. 4 centre), validation_size (Fig. 4 right),
-sensitivity (Table 3); see influence_ssl.studies.ablation. Every study also runs the base algorithm and ours with
-the hypergradient reversed on the same seeds. The algorithm defaults to UDA on images, as in the paper
-("All the experiments are conducted using ... the UDA baseline"); the 2-D problems run Pseudo-Label. Every
-configuration flag of experiments.train applies; every run is kept in --run_cache.
+sensitivity (Table 3), recipe (the paper's Alg. 1 against the authors' code, switch by switch; e.g.
+--study=recipe --dataset=digits --algorithm=fixmatch --augment=cta); see influence_ssl.studies.ablation. Every
+study also runs the base algorithm and ours with the hypergradient reversed on the same seeds. The algorithm
+defaults to UDA on images, as in the paper ("All the experiments are conducted using ... the UDA baseline"); the
+2-D problems run Pseudo-Label. Every configuration flag of experiments.train applies; every run is kept in
+--run_cache.
 """
 import os
 
@@ -62,7 +64,7 @@ def main(argv):
     build.check_inputs(config)
     seeds = paired_flags.seed_list()
     options = dict(label_counts=sizes("label_counts"), validation_sizes=sizes("validation_sizes"),
-                   weight_lr_grids=weight_lr_grids())
+                   weight_lr_grids=weight_lr_grids(), tuned_lambda_grid=paired_flags.tuned_lambda_grid() or None)
     json_out = paired_flags.json_out("out/ablate_{study}_{dataset}.json", study=FLAGS.study,
                                      dataset=config.data.dataset)
     writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")

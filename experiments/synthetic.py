@@ -26,7 +26,6 @@ paired_flags.define_plot_dir()
 flags.DEFINE_string("runs_dir", "", "If set, ours' per-example record of every seed goes to RUNS_DIR/seed_<s>/ "
                     "(read by experiments.inspect_weights).")
 flags.DEFINE_list("plot_iterations", ["1", "10", "30"], "Λ iterations drawn in Fig. 1/2 (plus final).")
-TUNED_GRID = (0.1, 0.3, 1.0, 3.0)
 
 
 class Snapshots:
@@ -86,7 +85,7 @@ def main(argv):
         raise ConfigError(f"--dataset={config.data.dataset} is not a 2-D problem of Sec. 4.1 "
                           f"({', '.join(SYNTHETIC_DATASETS)}); use experiments.compare.")
     seeds = paired_flags.seed_list()
-    tuned = paired_flags.tuned_lambda_grid(TUNED_GRID)
+    tuned = paired_flags.tuned_lambda_grid(protocol.DEFAULT_TUNED_LAMBDA_GRID)
     if not tuned:
         raise ConfigError("--tuned_lambda_grid must name at least one λ here (pseudo_label_tuned).")
     protocol.parse_grid(FLAGS.plot_iterations, "plot_iterations", kind=int)

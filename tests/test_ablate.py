@@ -6,8 +6,9 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
-from conftest import ROOT, assert_one_line_error, config_of, refusal, run_main, run_module
+from conftest import ROOT, arrays, assert_one_line_error, config_of, record, refusal, run_main, run_module
 
 from influence_ssl.runs import presets
 from influence_ssl.runs.config import leaves, value_of
@@ -28,10 +29,11 @@ def run(module, args, timeout=600):
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
     """Every study on the tiny 2-D problem with one shared run cache, in-process: {study: (stdout, json)}, and
-    the dir. One seed (CI time): several seeds are the study runner's (tests/test_studies.py)."""
+    the dir. One seed (CI time): several seeds are the study runner's (tests/test_studies.py). The recipe study
+    runs on the fake training (test_the_recipe_study_...)."""
     out = tmp_path_factory.mktemp("ablate")
     results = {}
-    for study in ablate.STUDIES:
+    for study in [s for s in ablate.STUDIES if s != "recipe"]:
         stdout = run_main(MODULE, [*TINY_2D, f"--study={study}", f"--json_out={out}/{study}.json",
                                    f"--plot_dir={out}/plots", f"--run_cache={out}/cache"])
         results[study] = (stdout, json.loads((out / f"{study}.json").read_text()))
@@ -199,3 +201,40 @@ def test_ablation_flag_files_change_only_their_setting(path, monkeypatch):
     own = {line[2:].split("=")[0] for line in lines[1:]}
     changed = {name for name in leaves() if value_of(c, name) != value_of(start, name)}
     assert changed <= own, (changed, own)  # nothing, for the file of the Table 1 run itself (e.g. fig3_exact_head)
+
+
+def test_the_recipe_study_runs_both_recipes_and_each_switch_alone_with_its_controls(fake_training, tmp_path):
+    """--study=recipe: base, tuned λ, ours and reversed under the paper's recipe and the authors' code, then ours
+    with each switch of the authors' code that applies, paired as the table says; λ's movement per method."""
+    fake = fake_training(lambda config: (record(0.5, test_accuracy=0.5 + 0.01 * config.train.weight_max),
+                                         arrays(config.seed)))
+    out = tmp_path / "recipe.json"
+    run_main(MODULE, ["--study=recipe", "--dataset=digits", "--algorithm=fixmatch", "--augment=cta", "--seeds=2",
+                      f"--json_out={out}", "--plot_dir=", f"--run_cache={tmp_path}/cache"])
+    data = json.loads(out.read_text())
+    methods = data["methods"]
+    switches = [n for n in methods if n.startswith("paper+")]
+    assert switches == [f"paper+{name}" for name in presets.AUTHORS_SWITCHES]  # all apply to FixMatch-CTA on digits
+    assert methods["paper+lambda_max"]["chosen"][0] == {"weighting": "per_example", "weight_max": 2.0}
+    assert methods["paper+validation_draw"]["chosen"][0]["validation_batch"] == 32 * 3  # batch · uratio
+    authors = methods["ours_authors"]["chosen"][0]
+    assert authors["cta_frozen"] and authors["influence_rows"] == "raw_ce" and authors["weight_batch"] == "theta"
+    assert methods["base_frozen_cta"]["chosen"][0] == {"weighting": "none", "cta_frozen": True}
+    assert methods["reversed_authors"]["chosen"][0] == {**authors, "reverse_hypergradient": True}
+    paired = data["paired"]
+    assert paired["ours_authors - base_frozen_cta"]["mean"] == pytest.approx(0.02)  # the λ ≤ 2 switch, seen
+    assert paired["paper+lambda_max - ours_paper"]["mean"] == pytest.approx(0.02)
+    assert paired["paper+epsilon - ours_paper"]["mean"] == 0.0 and "ours_paper - tuned_lambda" in paired
+    movement = methods["ours_paper"]
+    lam = np.concatenate([arrays(s)["lambda"] for s in (0, 1)])
+    assert movement["lambda_change_quantiles"]["0.5"] == pytest.approx(np.quantile(np.abs(lam - 1), 0.5))
+    assert sum(movement["lambda_change_histogram"]["counts"]) == len(lam)
+    assert "auroc_low_weight_vs_wrong" in movement["weights"] and "weights" not in methods["base"]
+    # Moons has neither batch norm nor CTAugment: those switches are not rows there.
+    fake.trained.clear()
+    run_main(MODULE, ["--study=recipe", "--dataset=moons", "--seeds=1", f"--json_out={out}", "--plot_dir=",
+                      f"--run_cache={tmp_path}/cache"])
+    names = set(json.loads(out.read_text())["methods"])
+    assert "paper+training_forwards" not in names and "paper+frozen_cta" not in names and "base_frozen_cta" not in names
+    assert refusal(MODULE, ["--study=recipe", "--recipe=authors_code", "--dataset=moons"]) == (
+        "--study=recipe compares both recipes from the paper's: leave --recipe at paper.")

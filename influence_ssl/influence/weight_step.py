@@ -72,9 +72,7 @@ class InfluenceOptions:
                               ("view", VIEWS), ("rows", ROWS), ("forward_mode", FORWARD_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"InfluenceOptions.{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
-        solver = {"kernel_only": self.kernel_only}
-        if self.method != "identity":
-            solver["damping"] = self.damping
+        solver = {} if self.method == "identity" else {"damping": self.damping}
         if self.method == "exact":
             solver["check_factorization"] = False  # a failed factorization gives NaNs: the step is skipped
         object.__setattr__(self, "solver", solver)
@@ -148,7 +146,8 @@ def head_influence(model, batch, out, lam, scale, features, targets, options):
     return last_layer_weight_gradients(
         x_fit, t_fit, features, targets, unlabeled_weights, val_features, val_targets,
         model.head.kernel, model.head.bias, labeled_weights=w_fit, l2=l2_factor * options.l2,
-        method=options.method, binary_reparam=options.binary_reparam, **bias, **options.solver)
+        method=options.method, binary_reparam=options.binary_reparam, kernel_only=options.kernel_only, **bias,
+        **options.solver)
 
 
 def block_influence(model, batch, out, lam, scale, targets, options, decayed=(), producer="the SSL algorithm"):

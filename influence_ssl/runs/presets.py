@@ -51,28 +51,46 @@ IMDB = dict(algorithm="uda", arch="bert", steps=10_000, batch=8, uratio=4, optim
             checkpoint_every=500, ema=0.0)
 
 
-# Alg. 1 as the authors' code (jason718/semi-sup main.py) runs it, one field per difference from the paper's text
-# (docs/deviations.md gives each with its file and line). V' is as large as the unlabeled batch (batch·uratio).
-AUTHORS_CODE = dict(weight_batch="theta", weight_step_at_start=True, weight_warmup=0, validation_draw="replacement",
-                    madam_step_count="per_example", madam_epsilon=1e-8, madam_rows="sampled", weight_max=2.0,
-                    influence_rows="raw_ce", influence_kernel_only=True, influence_hessian_l2="unit",
-                    influence_damping=0.0)
-# ... and where the path has them: batch norm (its training mode in the influence's forwards) and CTAugment.
-AUTHORS_CODE_BATCH_NORM = dict(influence_forward_mode="training")
-AUTHORS_CODE_CTA = dict(cta_frozen=True)
+# Alg. 1 as the authors' code (jason718/semi-sup main.py) runs it: one switch per difference from the paper's text
+# (docs/deviations.md gives each with its file and line), each a group of fields that go together.
+AUTHORS_SWITCHES = {
+    "theta_batch": dict(weight_batch="theta"),
+    "step_at_start": dict(weight_step_at_start=True, weight_warmup=0),
+    "validation_draw": dict(validation_draw="replacement"),  # V' as large as the unlabeled batch (below)
+    "per_example_steps": dict(madam_step_count="per_example"),
+    "epsilon": dict(madam_epsilon=1e-8),
+    "sampled_rows": dict(madam_rows="sampled"),
+    "lambda_max": dict(weight_max=2.0),
+    "raw_ce_rows": dict(influence_rows="raw_ce"),
+    "kernel_only": dict(influence_kernel_only=True),
+    "unit_l2": dict(influence_hessian_l2="unit", influence_damping=0.0),
+    "training_forwards": dict(influence_forward_mode="training"),  # batch norm: image networks only
+    "frozen_cta": dict(cta_frozen=True),  # FixMatch with CTAugment only
+}
+
+
+def authors_switches(values):
+    """{switch: {flag: value}} of the switches that apply to a run of flag `values` (dataset, algorithm,
+    augment, batch, uratio), in AUTHORS_SWITCHES' order."""
+    image = family(values["dataset"]) == "image"
+    out = {}
+    for name, fields in AUTHORS_SWITCHES.items():
+        if name == "training_forwards" and not image:
+            continue
+        if name == "frozen_cta" and not (image and values["algorithm"] == "fixmatch" and values["augment"] == "cta"):
+            continue
+        fields = dict(fields)
+        if name == "validation_draw" and image:
+            fields["validation_batch"] = values["batch"] * values["uratio"]
+        out[name] = fields
+    return out
 
 
 def recipe_values(recipe, values):
-    """{flag: value} of `recipe` for a run of preset and explicit `values` (the switches that apply to it)."""
+    """{flag: value} of `recipe` for a run of preset and explicit flag `values` (every switch that applies)."""
     if recipe == "paper":
         return {}
-    out = dict(AUTHORS_CODE)
-    if family(values["dataset"]) == "image":
-        out.update(AUTHORS_CODE_BATCH_NORM)
-        out["validation_batch"] = values["batch"] * values["uratio"]
-        if values.get("algorithm") == "fixmatch" and values.get("augment") == "cta":
-            out.update(AUTHORS_CODE_CTA)
-    return out
+    return {flag: value for fields in authors_switches(values).values() for flag, value in fields.items()}
 
 
 def algorithm_preset(algorithm, uda_preset):

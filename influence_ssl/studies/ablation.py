@@ -8,14 +8,19 @@
   validation_size  Fig. 4 right: the validation set's size.
   sensitivity      Table 3: the paper's (N, η) grid relative to its default (100, 0.01), i.e. N × {0.3, 1, 3} and
                    η × {0.1, 1, 10} applied to this run's defaults (so the paper-scale run gets the paper's values).
+  recipe           the paper's Alg. 1 against the authors' code (--recipe=authors_code), then each of the authors'
+                   switches alone on top of the paper's recipe: which difference matters for accuracy and for
+                   AUROC(-λ -> wrong pseudo-label); with a single λ tuned on validation, and λ's movement.
 """
 import numpy as np
 
+from influence_ssl.runs.presets import authors_switches
 from influence_ssl.studies import results as results_lib
-from influence_ssl.studies.protocol import DEFAULT_WEIGHT_LR_GRIDS
+from influence_ssl.studies.protocol import DEFAULT_TUNED_LAMBDA_GRID, DEFAULT_WEIGHT_LR_GRIDS
 from influence_ssl.studies.runner import Method, check_methods, run_study
+from influence_ssl.trainer.config import ConfigError
 
-STUDIES = ("influence", "weighting", "optimizer", "validation_size", "sensitivity")
+STUDIES = ("influence", "weighting", "optimizer", "validation_size", "sensitivity", "recipe")
 DEFAULT_LABEL_COUNTS = {"image": (20, 50, 100), "2d": (4, 10, 30)}
 DEFAULT_VALIDATION_SIZES = {"image": (20, 50, 100, 200, 400), "2d": (10, 30, 100, 300)}
 # Table 3 relative to the paper's default (N, η) = (100, 0.01).
@@ -47,7 +52,45 @@ def with_controls(rows, mirror, x=None, suffix="", size=None):
                              overrides={"reverse_hypergradient": True}, x=x)])
 
 
-def methods(study, base, *, label_counts=None, validation_sizes=None, weight_lr_grids=None):
+def recipe_rows(base, tuned_lambda_grid=None):
+    """Base, a tuned single λ, ours and its reversed control under each recipe, then ours (paper) with each switch
+    of the authors' code that applies. Frozen CTA rates change the base algorithm: its own base then."""
+    if base.recipe != "paper":
+        raise ConfigError("--study=recipe compares both recipes from the paper's: leave --recipe at paper.")
+    switches = authors_switches({"dataset": base.data.dataset, "algorithm": base.algorithm.algorithm,
+                                 "augment": base.algorithm.augment, "batch": base.train.labeled_batch,
+                                 "uratio": base.uratio})
+    authors = {flag: value for fields in switches.values() for flag, value in fields.items()}
+    reverse = {"reverse_hypergradient": True}
+    grid = tuned_lambda_grid or DEFAULT_TUNED_LAMBDA_GRID
+    rows = [Method("base", "base (fixed λ = 1)", ({"weighting": "none"},)),
+            Method("tuned_lambda", "one fixed λ chosen on validation",
+                   tuple({"weighting": "none", "weight_init": v} for v in grid)),
+            Method("ours_paper", "ours, the paper's recipe", (OURS,)),
+            Method("reversed_paper", "ours (paper), hypergradient reversed", mirror="ours_paper", overrides=reverse),
+            Method("ours_authors", "ours, the authors' code", ({**OURS, **authors},)),
+            Method("reversed_authors", "ours (authors' code), hypergradient reversed", mirror="ours_authors",
+                   overrides=reverse)]
+    if "frozen_cta" in switches:
+        rows.insert(1, Method("base_frozen_cta", "base with CTA's rates frozen (the authors' code)",
+                              ({"weighting": "none", **switches["frozen_cta"]},)))
+    rows += [Method(f"paper+{name}", f"ours (paper) with the authors' {name}", ({**OURS, **fields},))
+             for name, fields in switches.items()]
+    return rows
+
+
+def recipe_pairs(rows):
+    """Each row against its base (the frozen-CTA base for the authors' code), and the authors' code and each
+    switch against the paper's recipe."""
+    names = [m.name for m in rows]
+    authors_base = "base_frozen_cta" if "base_frozen_cta" in names else "base"
+    pairs = [("tuned_lambda", "base"), ("ours_paper", "base"), ("reversed_paper", "base"),
+             ("ours_authors", authors_base), ("reversed_authors", authors_base), ("ours_paper", "tuned_lambda"),
+             ("ours_authors", "ours_paper")]
+    return pairs + [(name, "ours_paper") for name in names if name.startswith("paper+")]
+
+
+def methods(study, base, *, label_counts=None, validation_sizes=None, weight_lr_grids=None, tuned_lambda_grid=None):
     """The rows of `study` over the base configuration `base`, in table order."""
     t = base.train
     if study == "influence":
@@ -85,6 +128,8 @@ def methods(study, base, *, label_counts=None, validation_sizes=None, weight_lr_
             size = sized(base, num_validation=v)
             rows += with_controls([Method(f"ours@{v}", "per-example λ (ours)", ({**OURS, **size},), x=v)],
                                   f"ours@{v}", x=v, suffix=f"@{v}", size=size)
+    elif study == "recipe":
+        rows = recipe_rows(base, tuned_lambda_grid)
     else:
         raise ValueError(f"Unknown study {study!r}.")
     check_methods(rows)
@@ -115,9 +160,16 @@ def run(study, base, seeds, cache, log=print, **options):
         entry["validation_error_curve"] = curve(records)
         finite = [v for v in entry["validation_accuracy"] if np.isfinite(v)]
         entry["validation_accuracy_mean"] = float(np.mean(finite)) if finite else float("nan")
-    # Each row paired against the base run of the same axis value (the same split).
-    pairs = [(m.name, next(b.name for b in rows if b.name.startswith("base") and b.x == m.x))
-             for m in rows if not m.name.startswith("base")]
+        if study == "recipe":
+            entry.update(results_lib.lambda_movement([per_seed[s][m.name][2] for s in seeds]))
+            pooled = results_lib.pooled_weights(per_seed, seeds, m.name)
+            if pooled is not None and (m.mirror or m.candidates[0].get("weighting") != "none"):
+                entry["weights"] = results_lib.weight_report(pooled, seeds)["weights"]
+    if study == "recipe":
+        pairs = recipe_pairs(rows)
+    else:  # each row paired against the base run of the same axis value (the same split)
+        pairs = [(m.name, next(b.name for b in rows if b.name.startswith("base") and b.x == m.x))
+                 for m in rows if not m.name.startswith("base")]
     paired = results_lib.paired_table(summary, pairs)
     for a, b in pairs:
         if f"{a} - {b}" in paired:

@@ -15,6 +15,9 @@ DEFAULT_WEIGHT_LR_GRIDS = {
     "2d": {"madam": (0.003, 0.01, 0.03), "adam": (0.003, 0.01, 0.03), "sgd": (100.0, 1000.0, 10000.0)},
 }
 
+# The fixed λ of the tuned single-λ control, chosen per seed on validation (where a study runs it by default).
+DEFAULT_TUNED_LAMBDA_GRID = (0.1, 0.3, 1.0, 3.0)
+
 
 def seed_list(count, first):
     """[first, ..., first + count - 1]; ConfigError for fewer than one."""

@@ -74,6 +74,25 @@ def weight_report(pooled, seeds):
     return out
 
 
+LAMBDA_CHANGE_BINS = (0.0, 1e-6, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, np.inf)
+
+
+def lambda_movement(arrays, initial=1.0):
+    """How far λ moved from its start over a method's seeds: updates per example (Λ steps with a non-zero
+    hypergradient), the quantiles of |λ - initial| and its histogram over LAMBDA_CHANGE_BINS. arrays: one
+    execute.weight_arrays dict per seed (None for a diverged run, left out)."""
+    arrays = [a for a in arrays if a is not None]
+    if not arrays:
+        return {}
+    change = np.abs(np.concatenate([a["lambda"] for a in arrays]) - initial)
+    counts = np.concatenate([a["counts"] for a in arrays])
+    histogram, _ = np.histogram(change, bins=np.asarray(LAMBDA_CHANGE_BINS))
+    return {"updates_per_example_mean": float(counts.mean()), "updates_per_example_max": int(counts.max()),
+            "lambda_change_quantiles": {str(q): float(np.quantile(change, q)) for q in (0.5, 0.9, 0.99, 1.0)},
+            "lambda_change_histogram": {"bins": [float(b) for b in LAMBDA_CHANGE_BINS],
+                                        "counts": histogram.tolist()}}
+
+
 def lowest_share(lam, flags, fraction=0.05):
     """The share of flagged rows among the `fraction` lowest λ (ties broken by row order)."""
     k = max(1, int(round(fraction * len(lam))))

@@ -73,7 +73,8 @@ class TrainConfig:
     influence_rows: ∇ℓ_u of the influence: of the training loss's term (mask and 1/|U'| in it), or the raw
       cross-entropy against the arg-max of the target logits (no mask, no scale).
     influence_kernel_only: the influence's parameters are the head's kernel, not kernel and bias.
-    influence_hessian_l2: the L2 term of the influence's H: wd (the training loss's) or unit (coefficient 1).
+    influence_hessian_l2: the L2 term of the influence's H: wd (the training loss's) or unit (H + I over the
+      influence's parameters, bias included where it has it).
     influence_forward_mode: batch-norm mode of the influence's forwards (training: batch statistics, each
       forward its own; the running statistics are left as they were).
     unlabeled_rampup: θ steps over which the unsupervised term ramps linearly to full weight.

@@ -40,10 +40,13 @@ def l2_term(variables):
 
 def influence_options(config):
     """The influence.InfluenceOptions of a TrainConfig."""
-    # The head's bias is decayed only when the loss decays every variable (UDA). The authors' code puts the
-    # L2 term in H without its coefficient: a unit decay.
-    l2 = 1.0 if config.influence_hessian_l2 == "unit" else config.loss_l2
-    bias_l2 = l2 if config.weight_decay_on == "all" else 0.0
+    if config.influence_hessian_l2 == "unit":
+        # The authors' code puts the L2 term in H without its coefficient: H + I over its parameters (the kernel;
+        # the bias too where the influence has it, or the logit shift would leave H singular).
+        l2 = bias_l2 = 1.0
+    else:  # the training loss's: the head's bias is decayed only when the loss decays every variable (UDA)
+        l2 = config.loss_l2
+        bias_l2 = l2 if config.weight_decay_on == "all" else 0.0
     return InfluenceOptions(
         method=config.influence, scope=config.influence_scope, damping=config.influence_damping,
         l2=l2, bias_l2=bias_l2, binary_reparam=config.binary_reparam,
