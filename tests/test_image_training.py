@@ -152,6 +152,26 @@ def test_table1_flag_files_resolve_to_the_paper_values(path, monkeypatch):
         assert t.weight_init == expected_init
 
 
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "experiments/configs/table1_authors/*.cfg"))),
+                         ids=os.path.basename)
+def test_table1_authors_flag_files_run_the_authors_code(path, monkeypatch):
+    """The FixMatch-CTA cells as the authors' README runs them: every switch, N = 512, η = 0.01, V' = 448 from 1000
+    validation images, no warm-up, frozen CTA rates, SVHN without extra."""
+    c = table1_config(path, monkeypatch)
+    t = c.train
+    assert (c.recipe, c.algorithm.algorithm, c.algorithm.augment, c.algorithm.cta_frozen) == (
+        "authors_code", "fixmatch", "cta", True)
+    assert (c.data.num_validation, t.validation_batch, t.validation_draw, c.data.with_extra) == (
+        1000, 448, "replacement", False)
+    assert (t.inner_steps, t.weight_lr, t.weight_warmup, t.weight_step_at_start, t.weight_batch) == (
+        512, 0.01, 0, True, "theta")
+    assert (t.madam_step_count, t.madam_epsilon, t.madam_rows, t.weight_max) == ("per_example", 1e-8, "sampled", 2.0)
+    assert (t.influence_rows, t.influence_kernel_only, t.influence_hessian_l2, t.influence_damping,
+            t.influence_forward_mode) == ("raw_ce", True, "unit", 0.0, "training")
+    assert (t.steps, t.labeled_batch, t.unlabeled_batch, t.lr, t.ema_decay) == (2**20, 64, 448, 0.03, 0.999)
+    assert t.weighting == ("none" if "_base_" in path else "per_example")
+
+
 def test_table1_has_every_cell_the_paper_reports():
     names = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "experiments/configs/table1/*.cfg"))}
     for ds in ["cifar10", "svhn"]:

@@ -261,8 +261,6 @@ OTHERS = [
     (["--weight_max=2", "--weight_parametrization=softplus"],
      "--weight_max bounds the projection; with --weight_parametrization=softplus it does not apply."),
     (["--madam_rows=sampled", "--weight_optimizer=adam"], "--madam_rows applies to --weight_optimizer=madam only."),
-    (["--weight_batch=theta", "--weighting=none"],
-     "--weight_batch=theta needs learned weights (--weighting=per_example or single)."),
     (["--madam_epsilon=-1"], "--madam_epsilon must be >= 0, got -1.0."),
 ]
 

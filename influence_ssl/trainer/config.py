@@ -245,8 +245,6 @@ class TrainConfig:
         for name, default in madam_only:
             if getattr(self, name) != default and self.weight_optimizer != "madam":
                 raise ConfigError(f"{flag_of(name)} applies to --weight_optimizer=madam only.")
-        if self.weight_batch == "theta" and self.weighting == "none":
-            raise ConfigError("--weight_batch=theta needs learned weights (--weighting=per_example or single).")
 
     @property
     def loss_l2(self):
