@@ -269,9 +269,11 @@ def test_back_translation_pairs_line_i_with_unlabeled_id_i_and_reports_the_share
     with open(bt_file, encoding="utf-8") as f:
         lines = f.read().splitlines()
     for row, i in enumerate(ids):
-        if i % 4:  # the augmented view of unlabeled ID i is the tail of line i, which names review i
+        if i % 4:  # the augmented view of unlabeled ID i is the tail of line i, and line i is of review i
             assert lines[i].startswith(names[i] + " ")
             np.testing.assert_array_equal(data.unlabeled_aug_x[row], tokenizer.encode([lines[i]], 16)[0])
+            review = lines[i][len(names[i]) + 1:]
+            np.testing.assert_array_equal(data.unlabeled_x[row], tokenizer.encode([review], 16)[0])
         else:
             np.testing.assert_array_equal(data.unlabeled_aug_x[row], data.unlabeled_x[row])
     # A second load reads the cache, and still knows which reviews were replaced.

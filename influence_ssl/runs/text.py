@@ -79,8 +79,8 @@ def export_unlabeled_text(corpus, path):
 
 
 def augmented_texts(config, corpus, tokenizer):
-    """(the augmented copy of every unsup_in review (--aug), made once (UDA's aug_copy=1); for --aug=bt-*
-    a bool array [N_in], True where the paraphrase replaced the review, else None)."""
+    """(texts, replaced): the augmented copy of every unsup_in review (--aug), made once (UDA's aug_copy=1);
+    replaced, for --aug=bt-*, a bool array [N_in], True where the paraphrase replaced the review (else None)."""
     kind, value = aug_spec(config.text.aug)
     originals = corpus.unsup_in_texts
     if kind == "bt":
