@@ -29,7 +29,8 @@ run_flags.define()
 distribute.define_flags()
 flags.DEFINE_string("train_dir", "runs/train", "Run directory (checkpoints, TensorBoard, results.json).")
 flags.DEFINE_string("export_unlabeled_text", None, "IMDb: write the unlabeled reviews, cleaned, one per line in the "
-                    "unlabeled order (the input of a back-translation), to this file and stop.")
+                    "unlabeled order (the input of a back-translation; --aug=bt-* reads one only in UDA's "
+                    "train_id_list.txt order), to this file and stop.")
 
 
 def main(argv):
@@ -62,10 +63,13 @@ def main(argv):
         return
     if record is not None:
         diagnostics.save(os.path.join(FLAGS.train_dir, diagnostics.RECORD_NAME), record)
-    describe_run(FLAGS.train_dir, config)
+    data_record = text.augmentation_summary(config, metadata) if config.family == "text" else None
+    describe_run(FLAGS.train_dir, config, data_record)
     summary = {k: results[k] for k in ("test_accuracy", "median_last20_test_accuracy", "step") if k in results}
     if "test_selected" in results:
         summary["test_selected"] = results["test_selected"]
+    if data_record:
+        summary["augmentation"] = data_record
     print(json.dumps({**summary, "lambda": results["lambda"]}, indent=2))
     print(f"results: {os.path.join(FLAGS.train_dir, 'results.json')}")
 
@@ -80,12 +84,14 @@ def save_split_of(config, split, metadata):
         save_split(path, split, dataset=config.data.dataset)
 
 
-def describe_run(train_dir, config):
+def describe_run(train_dir, config, augmentation=None):
     """Add the run's whole configuration and its provenance to results.json (experiments.report places the
-    run in the paper's tables by them)."""
+    run in the paper's tables by them), and a text run's `augmentation` (text.augmentation_summary)."""
     path = os.path.join(train_dir, "results.json")
     with open(path) as f:
         results = json.load(f)
+    if augmentation:
+        results["augmentation"] = augmentation
     results["run_config"] = json.loads(config.dumps())
     results["provenance"] = provenance(config=results["run_config"])
     with open(path + ".tmp", "w") as f:

@@ -191,3 +191,45 @@ def test_the_report_places_every_result_in_its_table(tmp_path):
     assert "Holm across this table's 15 comparisons" in robustness
     markdown = (tmp_path / "md" / "report.md").read_text()
     assert "(ablate_sensitivity_moons.png)" in markdown and (tmp_path / "md" / "ablate_sensitivity_moons.png").exists()
+
+
+def imdb_run(weighting, results):
+    """A hand-made results.json of an IMDb run (128 tokens)."""
+    config = RunConfig().replace(dataset="imdb", algorithm="uda", arch="bert", weighting=weighting, max_seq_length=128)
+    return {"format": "influence_ssl.run/1", "run_config": config.to_dict(), **results}
+
+
+def test_table2_gives_the_final_the_median_and_the_test_selected_best_of_each_row():
+    import collections
+
+    from experiments import report as report_cli
+
+    ours = [imdb_run("per_example", {"test_accuracy": 0.86, "median_last20_test_accuracy": 0.86,
+                                     "test_selected": {"best_test_accuracy": 0.90}}),
+            imdb_run("per_example", {"test_accuracy": 0.84, "median_last20_test_accuracy": 0.86,
+                                     "test_selected": {"best_test_accuracy": 0.92}})]
+    uda = [imdb_run("none", {"test_accuracy": 0.80})]  # no evaluations in its history: final only
+    found = collections.defaultdict(list, run=[(f"r{i}.json", r) for i, r in enumerate(ours + uda)])
+    table = report_cli.table2(found, ".")
+    assert table.columns[3:6] == ["final", "median of last 20 evals", "best eval (test-selected)"]
+    rows = {row[0]: row for row in table.rows}
+    # Ours: errors 14 and 16 (final), 14 and 14 (median), 10 and 8 (best); std over the two seeds, ddof 1.
+    assert rows["Ours"][2:7] == ["8.51 ± 0.14", "15.00 ± 1.41", "14.00 ± 0.00", "9.00 ± 1.41", 2]
+    assert rows["UDA"][2:7] == ["8.98 ± 0.26", "20.00 ± 0.00", "—", "—", 1]
+    assert rows["Supervised"][3:7] == ["", "", "", ""]
+    assert "test_selected" in table.notes[0]
+
+
+def test_a_runs_results_keep_the_final_the_median_of_the_last_20_and_the_best_apart():
+    from types import SimpleNamespace
+
+    from influence_ssl.trainer.results import final_results
+
+    tests = [0.1] + [0.5] * 10 + [0.9] * 10  # 21 evaluations; the last is the final one
+    history = [{"step": 10 * (i + 1), "test": t, "validation": 0.5} for i, t in enumerate(tests)]
+    trainer = SimpleNamespace(step=SimpleNamespace(numpy=lambda: 210), history=history, validation_loss=0.3,
+                              weight_stats=lambda: {}, config=SimpleNamespace(to_dict=lambda: {}))
+    results = final_results(trainer)
+    assert results["test_accuracy"] == 0.9
+    assert results["median_last20_test_accuracy"] == 0.7  # of 10 × 0.5 and 10 × 0.9 (the first left out)
+    assert results["test_selected"]["best_test_accuracy"] == 0.9 and results["test_selected"]["evaluations"] == 21

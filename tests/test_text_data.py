@@ -8,7 +8,7 @@ from test_text_bert import WORDS, write_vocab
 
 from influence_ssl.data import DatasetNotFoundError
 from influence_ssl.data import text as text_data
-from influence_ssl.data.text.imdb import UDA_LABELED, UNSUP_MIN_CHARS
+from influence_ssl.data.text.imdb import UDA_LABELED, UNSUP_MIN_BYTES
 
 POSITIVE, NEGATIVE = WORDS[16:21], WORDS[21:27]
 
@@ -37,10 +37,11 @@ def write_acl_imdb(root, extra_per_class=20, unsup_long=8, unsup_short=4, test_p
         os.makedirs(os.path.join(root, split, label), exist_ok=True)
         with open(os.path.join(root, split, label, name), "w") as f:
             f.write(text)
-    if id_list:
+    if id_list:  # as UDA's: the labeled reviews in a shuffled order, then the unsup ones (shuffled)
         train = [f"{label}_{name}" for split, label, name, _ in files if split == "train"]
+        listed = [rng.permutation([n for n in train if (n.startswith("unsup_") == unsup)]) for unsup in (False, True)]
         with open(os.path.join(root, "train_id_list.txt"), "w") as f:
-            f.write("\n".join(rng.permutation(train)) + "\n")
+            f.write("\n".join([*listed[0], *listed[1]]) + "\n")
     return str(root)
 
 
@@ -54,7 +55,7 @@ def test_acl_imdb_reading_labels_order_and_short_unsup(tmp_path):
     corpus = text_data.read_acl_imdb(write_acl_imdb(tmp_path / "aclImdb"))
     assert len(corpus.train_texts) == 60 and len(corpus.unsup_texts) == 8 and len(corpus.test_texts) == 12
     assert corpus.metadata["unsup_dropped_short"] == 4
-    assert all(len(t) >= UNSUP_MIN_CHARS for t in corpus.unsup_texts)
+    assert all(len(t) >= UNSUP_MIN_BYTES for t in corpus.unsup_texts)
     # neg, pos, unsup (train_id_list's class order); UDA's labels pos = 0, neg = 1.
     assert corpus.train_names[0].startswith("neg_") and corpus.train_names[-1].startswith("pos_")
     np.testing.assert_array_equal(corpus.train_labels, [1] * 30 + [0] * 30)
@@ -91,6 +92,18 @@ def test_id_list_order_is_followed(tmp_path):
     assert corpus.metadata["order"] == "UDA's train_id_list.txt"
     split = text_data.imdb_split(corpus, 20, 20, seed=1)
     assert [corpus.train_names[i] for i in split.labeled] == list(UDA_LABELED)
+
+
+def test_a_list_with_labeled_reviews_after_unsup_ones_is_refused(tmp_path):
+    root = write_acl_imdb(tmp_path / "aclImdb", id_list=True)
+    path = os.path.join(root, "train_id_list.txt")
+    with open(path) as f:
+        names = f.read().split()
+    with open(path, "w") as f:
+        f.write("\n".join([names[-1], *names[:-1]]) + "\n")  # an unsup review first
+    with pytest.raises(DatasetNotFoundError, match="lists labeled reviews after unsup ones") as e:
+        text_data.read_acl_imdb(root)
+    assert "\n" not in str(e.value)
 
 
 def test_folder_without_udas_reviews_falls_back_to_a_seeded_balanced_pick(tmp_path):
@@ -184,10 +197,91 @@ def test_back_translation_rule_and_line_count(tmp_path):
     path = tmp_path / "para_0.txt"
     path.write_text("\n".join(lines) + "\n")
     texts, replaced = text_data.read_paraphrases(str(path), originals)
-    assert texts == [lines[0], originals[1], originals[2], lines[3]] and replaced == 0.5
+    assert texts == [lines[0], originals[1], originals[2], lines[3]]
+    assert replaced.dtype == bool and replaced.tolist() == [True, False, False, True]
     assert not text_data.use_paraphrase("x" * 20, "short")
     path.write_text("\n".join(lines[:3]) + "\n")
     with pytest.raises(text_data.ParaphraseFileError, match="has 3 lines but the unlabeled set has 4 reviews"):
         text_data.read_paraphrases(str(path), originals)
     with pytest.raises(text_data.ParaphraseFileError, match="cannot be read"):
         text_data.read_paraphrases(str(tmp_path / "absent.txt"), originals)
+
+
+def write_unsup(root, name, text):
+    os.makedirs(os.path.join(root, "train", "unsup"), exist_ok=True)
+    with open(os.path.join(root, "train", "unsup", name), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def test_unsup_reviews_are_kept_by_utf8_bytes_as_udas_python_2_counted(tmp_path):
+    root = write_acl_imdb(tmp_path / "aclImdb", unsup_long=0, unsup_short=0)
+    accented = "é" * 110 + "a" * 290  # 400 characters, 510 bytes: UDA keeps it
+    write_unsup(root, "1_0.txt", accented)
+    write_unsup(root, "2_0.txt", "b" * 499)  # 499 bytes: dropped
+    write_unsup(root, "3_0.txt", "c" * 500)  # 500 bytes: kept
+    write_unsup(root, "4_0.txt", "ü" * 249 + "d")  # 250 characters, 499 bytes: dropped
+    assert len(accented) == 400 and len(accented.encode("utf-8")) == 510
+    corpus = text_data.read_acl_imdb(root)
+    assert corpus.unsup_texts == [accented, "c" * 500] and corpus.metadata["unsup_dropped_short"] == 2
+
+
+def test_back_translation_lengths_are_utf8_bytes_and_lines_split_at_newline_only(tmp_path):
+    originals = ["a" * 20, "a" * 10, "é" * 10, "x" * 30]
+    lines = ["é" * 16,  # 16 characters (-20%) but 32 bytes (+60%): refused
+             "é" * 6,  # 6 characters (< 10) but 12 bytes (+20%): used
+             "b" * 28,  # +180% in characters, +40% in bytes (the original is 20 bytes): used
+             "y\ry" * 10]  # a lone carriage return does not end a line (Python 2's readlines)
+    path = tmp_path / "para_0.txt"
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    texts, replaced = text_data.read_paraphrases(str(path), originals)
+    assert replaced.tolist() == [False, True, True, True] and texts[3] == "y\ry" * 10
+    assert texts == [originals[0], lines[1], lines[2], lines[3]]
+    path.write_bytes(b"ok line here\n\xff\xfe broken\n")
+    with pytest.raises(text_data.ParaphraseFileError, match="line 2 is not UTF-8") as e:
+        text_data.read_paraphrases(str(path), originals[:2])
+    assert "\n" not in str(e.value)
+
+
+def listed_order(root):
+    """The names of train_id_list.txt whose review is in UDA's unsup_in (unsup ones of >= 500 bytes), in order,
+    read here from the files, independently of the reader."""
+    with open(os.path.join(root, "train_id_list.txt")) as f:
+        names = [line.strip() for line in f if line.strip()]
+    kept = []
+    for name in names:
+        label, file_name = name.split("_", 1)
+        with open(os.path.join(root, "train", label, file_name), "rb") as f:
+            if label != "unsup" or len(text_data.clean_review(f.read().decode("utf-8")).encode("utf-8")) >= 500:
+                kept.append(name)
+    return kept
+
+
+def write_paraphrases(root, path, refuse_every=4):
+    """UDA's para_0.txt for a fake folder with train_id_list.txt: line i = "<name i> " + review i, in the list's
+    order; every `refuse_every`-th line three times as long (refused by the length rule). Returns the names."""
+    names = listed_order(root)
+    lines = []
+    for i, name in enumerate(names):
+        label, file_name = name.split("_", 1)
+        with open(os.path.join(root, "train", label, file_name), encoding="utf-8") as f:
+            review = text_data.clean_review(f.read())
+        lines.append(review * 3 if i % refuse_every == 0 else f"{name} {review}")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return names
+
+
+def test_each_paraphrase_pairs_with_its_review_in_train_id_list_order(tmp_path):
+    root = write_acl_imdb(tmp_path / "aclImdb", id_list=True)
+    names = write_paraphrases(root, tmp_path / "para_0.txt")
+    corpus = text_data.read_acl_imdb(root)
+    assert corpus.metadata["uda_order"] and len(names) == len(corpus.unsup_in_texts) == 68
+    texts, replaced = text_data.read_paraphrases(str(tmp_path / "para_0.txt"), corpus.unsup_in_texts)
+    for i, (name, original, text) in enumerate(zip(names, corpus.unsup_in_texts, texts)):
+        if i % 4:  # the i-th line names the i-th review of the list and holds that review
+            assert replaced[i] and text == f"{name} {original}".strip(), (i, name)  # lines are stripped
+        else:
+            assert not replaced[i] and text == original
+    # the train reviews' names, in the same order, are the corpus's
+    assert [n for n in names if not n.startswith("unsup_")] == corpus.train_names
+    assert not text_data.read_acl_imdb(write_acl_imdb(tmp_path / "unlisted")).metadata["uda_order"]

@@ -11,14 +11,15 @@ import tensorflow as tf
 import tf_keras as keras
 from conftest import ROOT, config_of, refusal, run_main, run_module
 from test_text_bert import VOCAB, tiny_bert, write_google_folder
-from test_text_data import write_acl_imdb
+from test_text_data import write_acl_imdb, write_paraphrases
 
+from influence_ssl.data import text as text_data
 from influence_ssl.models import Classifier
 from influence_ssl.optimizers import BertAdam
 from influence_ssl.runs import build, text
 from influence_ssl.ssl import UDA
 from influence_ssl.ssl.tsa import tsa_threshold
-from influence_ssl.trainer import TrainConfig, Trainer
+from influence_ssl.trainer import ConfigError, TrainConfig, Trainer
 from influence_ssl.trainer.schedules import ThetaSchedule
 from influence_ssl.trainer.text_source import PairedTextSource
 
@@ -147,6 +148,16 @@ def text_inputs(tmp_path_factory):
     return bert_dir, write_acl_imdb(root / "aclImdb"), str(root / "cache")
 
 
+@pytest.fixture(scope="module")
+def listed_inputs(tmp_path_factory):
+    """A fake aclImdb with UDA's train_id_list.txt and a para_0.txt for it whose line i is "<name i> <review i>",
+    except every 4th line (three times the review: refused by the length rule). (imdb_dir, bt_file, names)."""
+    root = tmp_path_factory.mktemp("listed")
+    imdb_dir = write_acl_imdb(root / "aclImdb", id_list=True)
+    names = write_paraphrases(imdb_dir, root / "para_0.txt")
+    return imdb_dir, str(root / "para_0.txt"), names
+
+
 def tiny_text(text_inputs):
     bert_dir, imdb_dir, cache = text_inputs
     return ["--algorithm=uda", "--dataset=imdb", f"--bert_dir={bert_dir}", f"--imdb_dir={imdb_dir}",
@@ -155,12 +166,18 @@ def tiny_text(text_inputs):
             "--steps=4"]
 
 
-def test_training_through_the_command_line_with_weights(text_inputs, tmp_path):
+def test_training_through_the_command_line_with_weights(text_inputs, listed_inputs, tmp_path):
     run_dir = tmp_path / "ours"
+    imdb_dir, bt_file, _ = listed_inputs
     stdout = run_main("experiments.train", [*tiny_text(text_inputs), "--eval_every=2", "--seed=2",
-                                            "--weighting=per_example", f"--train_dir={run_dir}"])
+                                            "--weighting=per_example", f"--train_dir={run_dir}",
+                                            f"--imdb_dir={imdb_dir}", "--aug=bt-0.9", f"--bt_file={bt_file}"])
     assert "UDA's 20 labeled reviews" in stdout and "token ids" in stdout
     results = json.loads((run_dir / "results.json").read_text())
+    # 17 of the 68 paraphrases (every 4th) are refused by the length rule: 75% of unsup_in replaced.
+    assert results["augmentation"]["aug"] == "bt-0.9"
+    assert results["augmentation"]["paraphrase_replaced_share_unsup_in"] == 0.75
+    assert "of UDA's unsup_in" in stdout and '"paraphrase_replaced_share"' in stdout
     assert results["step"] == 4 and len(results["history"]) == 2
     assert {"test_accuracy", "median_last20_test_accuracy", "test_selected", "validation_loss"} <= set(results)
     config = results["config"]
@@ -235,6 +252,56 @@ def test_tokens_are_cached_and_the_unlabeled_text_exported(text_inputs, tmp_path
     assert not (tmp_path / "run" / "ckpt").exists()  # and nothing trained
 
 
+def test_back_translation_pairs_line_i_with_unlabeled_id_i_and_reports_the_share(text_inputs, listed_inputs,
+                                                                                  tmp_path, capsys):
+    bert_dir, _, _ = text_inputs
+    imdb_dir, bt_file, names = listed_inputs
+    config = config_of(["--dataset=imdb", f"--bert_dir={bert_dir}", f"--imdb_dir={imdb_dir}", f"--bt_file={bt_file}",
+                        f"--text_cache_dir={tmp_path / 'cache'}", "--aug=bt-0.9", "--max_seq_length=16", "--seed=1"])
+    data, split, metadata = text.load_data(config)
+    ids = data.unlabeled_ids
+    # Line i (i % 4 != 0) replaced review i: 51 of 68 in unsup_in; of the unlabeled set (less the 20 validation
+    # reviews), the ids not divisible by 4.
+    assert metadata["paraphrase_replaced_share_unsup_in"] == 0.75
+    assert metadata["paraphrase_replaced_share"] == pytest.approx(np.mean(ids % 4 != 0))
+    assert "back-translation: " in capsys.readouterr().out
+    tokenizer = text_data.WordPiece(f"{bert_dir}/vocab.txt")
+    with open(bt_file, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for row, i in enumerate(ids):
+        if i % 4:  # the augmented view of unlabeled ID i is the tail of line i, and line i is of review i
+            assert lines[i].startswith(names[i] + " ")
+            np.testing.assert_array_equal(data.unlabeled_aug_x[row], tokenizer.encode([lines[i]], 16)[0])
+            review = lines[i][len(names[i]) + 1:]
+            np.testing.assert_array_equal(data.unlabeled_x[row], tokenizer.encode([review], 16)[0])
+        else:
+            np.testing.assert_array_equal(data.unlabeled_aug_x[row], data.unlabeled_x[row])
+    # A second load reads the cache, and still knows which reviews were replaced.
+    again = text.load_data(config)[2]
+    assert "token ids from the cache" in capsys.readouterr().out
+    assert again["paraphrase_replaced_share"] == metadata["paraphrase_replaced_share"]
+
+
+def test_back_translation_without_udas_order_is_refused(text_inputs, tmp_path):
+    """TFDS, or an aclImdb folder without train_id_list.txt: the paraphrases would pair with other reviews."""
+    bert_dir, imdb_dir, cache = text_inputs
+    bt_file = tmp_path / "para_0.txt"
+    bt_file.write_text("line\n" * 68)  # the right count: only the order check can catch it
+    message = refusal("experiments.train", ["--dataset=imdb", f"--bert_dir={bert_dir}", f"--imdb_dir={imdb_dir}",
+                                            "--aug=bt-0.9", f"--bt_file={bt_file}", f"--text_cache_dir={cache}",
+                                            f"--train_dir={tmp_path / 'run'}"])
+    assert f"--imdb_dir={imdb_dir!r} has no train_id_list.txt" in message and "--aug=bt-0.9" in message
+    assert not (tmp_path / "run" / "ckpt").exists()
+    tfds = config_of(["--dataset=imdb", f"--data_dir={tmp_path}", "--aug=bt-0.9", f"--bt_file={bt_file}"])
+    with pytest.raises(ConfigError, match="which TFDS imdb_reviews cannot give"):
+        text.check_paraphrase_order(tfds)
+    # A corpus read without the list is refused too (a caller that skipped check_inputs).
+    unlisted = config_of(["--dataset=imdb", f"--imdb_dir={imdb_dir}", "--aug=bt-0.9", f"--bt_file={bt_file}"])
+    with pytest.raises(ConfigError, match="has no train_id_list.txt"):
+        text.check_paraphrase_order(unlisted, text.read_corpus(unlisted))
+    text.check_paraphrase_order(config_of(["--dataset=imdb", f"--imdb_dir={imdb_dir}", "--aug=tf_idf-0.2"]))
+
+
 @pytest.mark.parametrize("name, weighting, uratio, tsa, needs_bt", [
     ("ours", "per_example", 4, "linear", True), ("uda", "none", 4, "linear", True),
     ("supervised", "none", 1, "none", False)])
@@ -281,12 +348,12 @@ def test_bad_or_missing_inputs_are_refused_before_reading(text_inputs, tmp_path,
     ("no_bert", "--dataset=imdb needs --bert_dir"),
     ("bt_lines", "has 2 lines but the unlabeled set has 68 reviews"),
 ])
-def test_missing_inputs_stop_the_run_in_one_line(text_inputs, tmp_path, case, message):
+def test_missing_inputs_stop_the_run_in_one_line(text_inputs, listed_inputs, tmp_path, case, message):
     bert_dir, imdb_dir, cache = text_inputs
     bt_file = tmp_path / "para_0.txt"
     bt_file.write_text("one\ntwo\n")
     args = {"no_bert": [f"--imdb_dir={imdb_dir}", "--aug=tf_idf-0.2"],  # (the default --aug=bt-0.9 needs --bt_file)
-            "bt_lines": [f"--bert_dir={bert_dir}", f"--imdb_dir={imdb_dir}", f"--bt_file={bt_file}"]}[case]
+            "bt_lines": [f"--bert_dir={bert_dir}", f"--imdb_dir={listed_inputs[0]}", f"--bt_file={bt_file}"]}[case]
     assert message in refusal("experiments.train", ["--dataset=imdb", *args, f"--text_cache_dir={cache}",
                                                     f"--train_dir={tmp_path / 'run'}"])
     assert not (tmp_path / "run" / "ckpt").exists()

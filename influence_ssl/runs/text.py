@@ -5,6 +5,7 @@ Nothing is downloaded: BERT comes from --bert_dir, IMDb from --imdb_dir (raw acl
 import hashlib
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from influence_ssl.augment import tf_idf
@@ -32,6 +33,28 @@ def check_inputs(config):
     else:
         raise DatasetNotFoundError("--dataset=imdb needs --imdb_dir (the raw aclImdb folder) or --data_dir "
                                    "(TFDS imdb_reviews prepared there); see the README, 'Text'.")
+    check_paraphrase_order(config)
+
+
+def check_paraphrase_order(config, corpus=None):
+    """ConfigError (one line) for --aug=bt-* unless the unlabeled order is UDA's train_id_list.txt (of the
+    corpus when given, else of --imdb_dir): UDA's para_0.txt has one line per review in that order, and any
+    other order pairs every paraphrase with another review, silently (the line count still matches)."""
+    t = config.text
+    if aug_spec(t.aug)[0] != "bt":
+        return
+    fix = (f"pass the raw aclImdb folder holding UDA's {text_data.ID_LIST} (google-research/uda "
+           "text/data/IMDB_raw/) as --imdb_dir, or use --aug=tf_idf-0.2")
+    if not t.imdb_dir:
+        raise ConfigError(f"--aug={t.aug} needs UDA's review order, which TFDS imdb_reviews cannot give (its "
+                          f"records have no names): {fix}.")
+    if corpus is not None:
+        in_uda_order = corpus.metadata.get("uda_order", False)
+    else:
+        in_uda_order = os.path.exists(os.path.join(t.imdb_dir, text_data.ID_LIST))
+    if not in_uda_order:
+        raise ConfigError(f"--aug={t.aug} needs UDA's review order, but --imdb_dir={t.imdb_dir!r} has no "
+                          f"{text_data.ID_LIST}: {fix}.")
 
 
 def cache_dir(config):
@@ -56,20 +79,19 @@ def export_unlabeled_text(corpus, path):
 
 
 def augmented_texts(config, corpus, tokenizer):
-    """The augmented copy of every unsup_in review (--aug), made once (UDA's aug_copy=1)."""
+    """(texts, replaced): the augmented copy of every unsup_in review (--aug), made once (UDA's aug_copy=1);
+    replaced, for --aug=bt-*, a bool array [N_in], True where the paraphrase replaced the review (else None)."""
     kind, value = aug_spec(config.text.aug)
     originals = corpus.unsup_in_texts
     if kind == "bt":
-        texts, replaced = text_data.read_paraphrases(config.text.bt_file, originals)
-        print(f"back-translation: {100 * replaced:.1f}% of the unlabeled reviews replaced by their paraphrase",
-              flush=True)
-        return texts
+        return text_data.read_paraphrases(config.text.bt_file, originals)
     docs = [tokenizer.words(review) for review in originals]
-    return [" ".join(doc) for doc in tf_idf.tf_idf_augment(docs, value, config.text.aug_seed)]
+    return [" ".join(doc) for doc in tf_idf.tf_idf_augment(docs, value, config.text.aug_seed)], None
 
 
 def token_arrays(config, corpus):
-    """{"ori", "aug": [N_in, L], "test": [N_test, L]} int32, from the cache when the inputs are the same."""
+    """{"ori", "aug": [N_in, L], "test": [N_test, L]} int32 (and with --aug=bt-*, "replaced": bool [N_in],
+    where the paraphrase is the augmented view), from the cache when the inputs are the same."""
     t = config.text
     tokenizer = text_data.WordPiece(os.path.join(t.bert_dir, "vocab.txt"))
     kind, _ = aug_spec(t.aug)
@@ -80,10 +102,11 @@ def token_arrays(config, corpus):
     def compute():
         print(f"augmenting ({t.aug}) and tokenizing {len(corpus.unsup_in_texts)} unlabeled and "
               f"{len(corpus.test_texts)} test reviews once...", flush=True)
-        augmented = augmented_texts(config, corpus, tokenizer)  # first: a bad --bt_file stops before tokenizing
+        augmented, replaced = augmented_texts(config, corpus, tokenizer)  # first: a bad --bt_file stops early
         length = t.max_seq_length
-        return {"ori": tokenizer.encode(corpus.unsup_in_texts, length), "aug": tokenizer.encode(augmented, length),
-                "test": tokenizer.encode(corpus.test_texts, length)}
+        arrays = {"ori": tokenizer.encode(corpus.unsup_in_texts, length), "aug": tokenizer.encode(augmented, length),
+                  "test": tokenizer.encode(corpus.test_texts, length)}
+        return arrays if replaced is None else {**arrays, "replaced": replaced}
 
     return text_data.cached_arrays(cache_dir(config), key, [corpus.unsup_in_texts, corpus.test_texts], compute,
                                    log=lambda line: print(line, flush=True))
@@ -109,9 +132,30 @@ def load_data(config):
     except ValueError as e:
         raise ConfigError(f"--num_labeled / --num_validation: {e}") from None
     print(f"labeled: {split.labeled_source}; unlabeled order: {corpus.metadata['order']}", flush=True)
+    check_paraphrase_order(config, corpus)
     arrays = token_arrays(config, corpus)
     data = text_data.imdb_ssl_data(corpus, split, arrays["ori"], arrays["aug"], arrays["test"])
+    if "replaced" in arrays:
+        data.metadata.update(paraphrase_share(arrays["replaced"], data.unlabeled_ids))
+        print(f"back-translation: {100 * data.metadata['paraphrase_replaced_share']:.1f}% of the "
+              f"{len(data.unlabeled_ids):,} unlabeled reviews replaced by their paraphrase (UDA's length rule), "
+              f"{100 * data.metadata['paraphrase_replaced_share_unsup_in']:.1f}% of UDA's unsup_in", flush=True)
     return data, split, data.metadata
+
+
+def paraphrase_share(replaced, unlabeled_ids):
+    """{share of the run's unlabeled reviews, and of all unsup_in (UDA's log line), whose augmented view is
+    their paraphrase}. replaced: bool [N_in]; unlabeled_ids: [U] rows of it."""
+    replaced = np.asarray(replaced, bool)
+    return {"paraphrase_replaced_share": float(np.mean(replaced[unlabeled_ids])),
+            "paraphrase_replaced_share_unsup_in": float(np.mean(replaced))}
+
+
+def augmentation_summary(config, metadata):
+    """What results.json records of a text run's augmentation: --aug, and for back-translation the shares of
+    paraphrased reviews (paraphrase_share)."""
+    keys = ("paraphrase_replaced_share", "paraphrase_replaced_share_unsup_in")
+    return {"aug": config.text.aug, **{k: metadata[k] for k in keys if k in metadata}}
 
 
 def make_model(config):
@@ -122,4 +166,5 @@ def make_model(config):
                            seed=config.seed)
 
 
-__all__ = ["ERRORS", "check_inputs", "load_data", "make_model", "export_unlabeled_text", "read_corpus"]
+__all__ = ["ERRORS", "augmentation_summary", "check_inputs", "check_paraphrase_order", "load_data", "make_model",
+           "export_unlabeled_text", "read_corpus"]

@@ -24,7 +24,7 @@ def final_results(trainer):
         results["median_last20_test_accuracy"] = float(np.median(tests[-20:]))
         # UDA reports the best test accuracy over training: a choice made on the test set, kept
         # apart so that it is never mistaken for (or compared as) a model-selection metric.
-        results["test_selected"] = {"best_test_accuracy": float(np.max(tests)),
+        results["test_selected"] = {"best_test_accuracy": float(np.max(tests)), "evaluations": len(tests),
                                     "note": "maximum over test evaluations (UDA's reporting); test-selected"}
     # What a Λ step size is chosen on (never the test set).
     results.update({"format": RESULTS_FORMAT, "step": final["step"], "validation_loss": trainer.validation_loss,

@@ -7,6 +7,8 @@ Sources (nothing is downloaded):
     IDs, and the lines of UDA's back-translation file, match UDA's one to one; otherwise the order is
     neg, pos, unsup (as in that list), each by file name.
   TFDS imdb_reviews (train, unsupervised, test), in record order; it carries no review names.
+Only UDA's order pairs UDA's back-translations with their reviews: metadata["uda_order"] says whether a
+corpus has it.
 Labels are UDA's: pos = 0, neg = 1 (TFDS has neg = 0, pos = 1).
 """
 import dataclasses
@@ -26,8 +28,14 @@ UDA_LABELED = tuple(f"{label}_{review}.txt" for pair in zip(
     ("9716_10", "839_7", "1047_8", "1612_10", "6836_9", "12323_10", "8710_7", "2659_8", "1404_10", "4722_8"),
     ("9851_1", "4681_4", "3386_2", "6068_4", "11186_2", "362_3", "135_4", "2461_4", "3728_1", "11575_1"))
     for label, review in zip(LABELS, pair))
-UNSUP_MIN_CHARS = 500  # UDA's unsup_in drops unsup reviews shorter than this
+# UDA's unsup_in drops unsup reviews shorter than this many UTF-8 bytes. UDA's preprocessing ran under
+# Python 2, where the review read from its train.csv is a byte string and len() counts bytes: a review of 400
+# characters with 110 accented letters (510 bytes) is kept there. Counting characters instead drops such
+# reviews, and the unlabeled set no longer has one review per line of UDA's para_0.txt. (UDA measures the text
+# of its first cleaning, before the second turns backslashes into spaces: the same length.)
+UNSUP_MIN_BYTES = 500
 ID_LIST = "train_id_list.txt"
+UDA_ORDER = f"UDA's {ID_LIST}"
 ACL_FOLDERS = ("train/pos", "train/neg", "train/unsup", "test/pos", "test/neg")
 SPLIT_STREAM = 2020_9  # second seed word of the text split's draws
 
@@ -63,8 +71,14 @@ class ImdbCorpus:
         return self.train_texts + self.unsup_texts
 
 
+def utf8_length(text):
+    """len() of `text` as UDA's Python 2 code saw it: its number of UTF-8 bytes."""
+    return len(text.encode("utf-8"))
+
+
 def _keep_unsup(texts):
-    kept = [t for t in texts if len(t) >= UNSUP_MIN_CHARS]
+    """(the unsup reviews of at least UNSUP_MIN_BYTES bytes, in order; how many were dropped)."""
+    kept = [t for t in texts if utf8_length(t) >= UNSUP_MIN_BYTES]
     return kept, len(texts) - len(kept)
 
 
@@ -100,7 +114,14 @@ def _train_order(root):
         if absent:
             raise DatasetNotFoundError(f"{id_list} lists {len(absent)} reviews that {root}/train lacks, e.g. "
                                        f"{absent[0]}: remove the list to use the folder's own order.")
-        return order, f"UDA's {ID_LIST}"
+        # unsup_in is the train reviews, then the unsup ones: the list's own order only if it ends with them.
+        first_unsup = next((i for i, (label, _) in enumerate(order) if label == "unsup"), len(order))
+        late = [e for e, (label, _) in zip(entries[first_unsup:], order[first_unsup:]) if label != "unsup"]
+        if late:
+            raise DatasetNotFoundError(f"{id_list} lists labeled reviews after unsup ones (e.g. {late[0]}); UDA's "
+                                       "list ends with the 50,000 unsup reviews: copy it from google-research/uda "
+                                       "text/data/IMDB_raw/, or remove it.")
+        return order, UDA_ORDER
     return ([(label, name) for label in ("neg", "pos", "unsup")
              for name in _by_number(os.listdir(os.path.join(root, "train", label)))],
             "neg, pos, unsup, each by file name (no train_id_list.txt)")
@@ -122,7 +143,7 @@ def read_acl_imdb(root):
         unsup_texts=unsup_texts, test_texts=[t for t, _ in test],
         test_labels=np.array([LABELS.index(y) for _, y in test], np.int64),
         train_names=[n for _, _, n in train],
-        metadata={"source": "aclImdb", "path": os.path.abspath(root), "order": how,
+        metadata={"source": "aclImdb", "path": os.path.abspath(root), "order": how, "uda_order": how == UDA_ORDER,
                   "unsup_dropped_short": dropped})
 
 
@@ -165,7 +186,7 @@ def read_tfds_imdb(data_dir):
     return ImdbCorpus(train_texts=train_texts, train_labels=1 - train_y, unsup_texts=unsup_texts,
                       test_texts=test_texts, test_labels=1 - test_y, train_names=None,
                       metadata={"source": "tfds", "tfds_version": str(builder.version),
-                                "data_dir": str(builder.data_dir), "order": "TFDS record order",
+                                "data_dir": str(builder.data_dir), "order": "TFDS record order", "uda_order": False,
                                 "unsup_dropped_short": dropped})
 
 

@@ -15,7 +15,9 @@ import os
 
 import numpy as np
 
-TOKEN_CACHE_FORMAT = "influence_ssl.imdb_tokens/1"
+# Raised when what is cached for the same inputs changes (2: paraphrases chosen on byte lengths, with the
+# "replaced" mask).
+TOKEN_CACHE_FORMAT = "influence_ssl.imdb_tokens/2"
 _CHUNK = 2000
 
 
