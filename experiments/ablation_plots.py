@@ -6,6 +6,8 @@ right panel shows.
 influence, optimizer: validation error over training (Fig. 3, Fig. 4 centre).
 weighting, validation_size: test error against the study's axis (Fig. 4 left, right).
 sensitivity: validation error per (N, η) (Table 3 as a bar chart).
+recipe: each switch of the authors' code alone, and the whole of it, paired with the paper's recipe (95% CI); and
+how far λ moved under each recipe (the histogram of |λ - 1|).
 """
 import os
 
@@ -79,11 +81,41 @@ def _bars(left, right, methods):
     right.set_ylabel("validation error − base's (points)")
 
 
+def _recipe(left, right, results):
+    rows = [(name.split(" - ")[0], row) for name, row in results["paired"].items()
+            if name.endswith(" - ours_paper")]
+    y = np.arange(len(rows))
+    means = [100 * row["mean"] for _, row in rows]
+    errors = [[100 * (row["mean"] - row["ci_low"]) for _, row in rows],
+              [100 * (row["ci_high"] - row["mean"]) for _, row in rows]]
+    left.errorbar(means, y, xerr=errors, fmt="o", capsize=3)
+    left.axvline(0.0, color="k", lw=0.8)
+    left.set_yticks(y, [name for name, _ in rows], fontsize=8)
+    left.set_xlabel("test accuracy − ours (paper's recipe), points (95% CI)")
+    for name in ("ours_paper", "ours_authors"):
+        histogram = results["methods"][name].get("lambda_change_histogram")
+        if histogram:
+            bins = histogram["bins"]
+            labels = [f"[{a:g}, {b:g})" for a, b in zip(bins[:-1], bins[1:])]
+            share = np.asarray(histogram["counts"], float) / max(1, sum(histogram["counts"]))
+            offset = -0.2 if name == "ours_paper" else 0.2
+            right.bar(np.arange(len(labels)) + offset, 100 * share, width=0.4, label=name)
+    right.set_xticks(np.arange(len(labels)), labels, rotation=30, fontsize=8)
+    right.set_xlabel("|λ − 1| at the end (bins)")
+    right.set_ylabel("unlabeled examples (%), all seeds")
+    right.legend(fontsize=8)
+
+
 def draw(results, path):
     """Write the study's PNG to `path`; returns path."""
     study, methods = results["ablation"], results["methods"]
     config = results["config"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if study == "recipe":
+        _recipe(left, right, results)
+        fig.suptitle(f"the authors' code against the paper's recipe, {config['algorithm']['algorithm']} on "
+                     f"{config['data']['dataset']}, {len(results['seeds'])} seeds (paired)")
+        return _save(fig, path)
     if study in ("influence", "optimizer"):
         _curves(left, right, methods)
     elif study in AXIS_LABELS:
@@ -95,6 +127,10 @@ def draw(results, path):
     fig.suptitle(f"{study} ablation, {what}, {len(results['seeds'])} seeds "
                  "(right: paired with the base run of each seed; below 0 is better)")
     left.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig, path):
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
