@@ -219,6 +219,7 @@ CHECKS = [
     (["--confidence=1.5"], "--confidence must be in [0, 1], got 1.5."),
     (["--algorithm=uda", "--uda_confidence_thresh=1"], "--uda_confidence_thresh must be in [0, 1), got 1.0."),
     (["--algorithm=uda", "--uda_softmax_temp=0"], "--uda_softmax_temp must be > 0, got 0.0."),
+    (["--weighting_rule=uasd", "--uasd_threshold=1.5"], "--uasd_threshold must be in [0, 1], got 1.5."),
     (["--arch=mlp"], "--arch=mlp does not fit --dataset=digits (use wrn28_2 or small_cnn)."),
     (["--dataset=moons", "--algorithm=fixmatch"], "--dataset=moons runs Pseudo-Label (Sec. 4.1), not "
                                                   "--algorithm=fixmatch."),
@@ -262,6 +263,15 @@ OTHERS = [
      "--weight_max bounds the projection; with --weight_parametrization=softplus it does not apply."),
     (["--madam_rows=sampled", "--weight_optimizer=adam"], "--madam_rows applies to --weight_optimizer=madam only."),
     (["--madam_epsilon=-1"], "--madam_epsilon must be >= 0, got -1.0."),
+    # The weighting rules: FixMatch and Pseudo-Label on images only; a rule's own flag only with it.
+    (["--algorithm=uda", "--weighting_rule=softmatch"],
+     "--weighting_rule does not apply to --algorithm=uda: remove it."),
+    (["--dataset=moons", "--weighting_rule=uasd", "--uasd_threshold=0.5"],
+     "--uasd_threshold does not apply to --dataset=moons: remove it."),
+    (["--dataset=imdb", "--weighting_rule=flexmatch"], "--weighting_rule does not apply to --dataset=imdb: remove it."),
+    (["--weighting_rule=softmatch", "--confidence=0.9"],
+     "--confidence does not apply to --weighting_rule=softmatch: remove it."),
+    (["--uasd_threshold=0.5"], "--uasd_threshold does not apply to --weighting_rule=none: remove it."),
 ]
 
 

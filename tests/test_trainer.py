@@ -21,7 +21,7 @@ class FixedTargets(SSLAlgorithm):
     def __init__(self, targets):
         self.targets = tf.constant(targets, tf.float32)
 
-    def losses(self, model, batch, *, training, step):
+    def losses(self, model, batch, *, training, step, update_state=None):
         n = tf.shape(batch["labeled_x"])[0]
         features = model.features(tf.concat([batch["labeled_x"], batch["unlabeled_x"]], 0), training=training)
         logits = model.head(features)

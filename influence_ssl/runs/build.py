@@ -11,7 +11,7 @@ import tf_keras as keras
 from influence_ssl import augment, models
 from influence_ssl import data as data_lib
 from influence_ssl.runs import text
-from influence_ssl.ssl import UDA, FixMatch, PseudoLabel
+from influence_ssl.ssl import UDA, FixMatch, PseudoLabel, weighting
 from influence_ssl.trainer import ConfigError, InMemorySource, Trainer
 from influence_ssl.trainer.image_source import AugmentedImageSource
 from influence_ssl.trainer.text_source import PairedTextSource
@@ -46,13 +46,30 @@ def load_data(config):
                           f"{d.dataset}: {e}") from None
 
 
-def make_algorithm(config):
+def make_algorithm(config, num_classes=None, num_unlabeled=None):
+    """The SSL algorithm; a weighting rule needs the number of classes and of unlabeled ids (its state's size)."""
     a = config.algorithm
-    if a.algorithm == "fixmatch":
-        return FixMatch(a.confidence)
     if a.algorithm == "uda":
         return UDA(a.uda_softmax_temp, a.uda_confidence_thresh, a.tsa, total_steps=config.train.steps)
-    return PseudoLabel(a.confidence)
+    rule = make_rule(a, num_classes, num_unlabeled)
+    if a.algorithm == "fixmatch":
+        return FixMatch(a.confidence, rule=rule)
+    return PseudoLabel(a.confidence, rule=rule)
+
+
+def make_rule(a, num_classes, num_unlabeled):
+    """The weighting rule of AlgorithmConfig `a`, at its paper's defaults but for the flags (None: no rule)."""
+    if a.weighting_rule == "none":
+        return None
+    if num_classes is None or num_unlabeled is None:
+        raise ValueError(f"--weighting_rule={a.weighting_rule} needs num_classes and num_unlabeled.")
+    if a.weighting_rule == "softmatch":
+        return weighting.SoftMatchWeighting(num_classes)
+    if a.weighting_rule == "freematch":
+        return weighting.FreeMatchThresholds(num_classes)
+    if a.weighting_rule == "flexmatch":
+        return weighting.FlexMatchThresholds(num_classes, num_unlabeled, threshold=a.confidence)
+    return weighting.UASDFilter(num_classes, num_unlabeled, threshold=a.uasd_threshold)
 
 
 def make_augmentations(config):
@@ -121,5 +138,6 @@ def make_trainer(config, data, train_dir=None, verbose=True, strategy=None, call
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = make_model(config, data)
-    return Trainer(model, make_algorithm(config), source, config.train, train_dir=train_dir, verbose=verbose,
+    algorithm = make_algorithm(config, data.num_classes, source.num_unlabeled_ids)
+    return Trainer(model, algorithm, source, config.train, train_dir=train_dir, verbose=verbose,
                    strategy=strategy, callbacks=callbacks)

@@ -17,15 +17,25 @@ _TEXT_FLAGS = {"bert_dir", "imdb_dir", "max_seq_length", "aug", "bt_file", "aug_
 # influence_forward_mode: only the image networks have batch norm.
 _IMAGE_ONLY = {"with_extra", "ood_classes", "ood_fraction", "ood_noise", "augment", "cta_frozen",
                "influence_forward_mode"}
+# The weighting rules are built for the image runs' FixMatch and Pseudo-Label (not UDA's soft targets).
+_RULE_FLAGS = {"weighting_rule", "uasd_threshold"}
 IGNORED_BY_FAMILY = {
     "image": _TEXT_FLAGS | {"num_unlabeled", "num_test"},
-    "2d": _TEXT_FLAGS | _IMAGE_ONLY | {"data_dir", "batch", "uratio", "validation_batch", "uda_preset"},
-    "text": _IMAGE_ONLY | {"num_unlabeled", "num_test"},
+    "2d": _TEXT_FLAGS | _IMAGE_ONLY | _RULE_FLAGS | {"data_dir", "batch", "uratio", "validation_batch", "uda_preset"},
+    "text": _IMAGE_ONLY | _RULE_FLAGS | {"num_unlabeled", "num_test"},
 }
 IGNORED_BY_ALGORITHM = {
     "fixmatch": {"uda_softmax_temp", "uda_confidence_thresh", "tsa", "uda_preset"},
     "pseudo_label": {"uda_softmax_temp", "uda_confidence_thresh", "tsa", "uda_preset", "augment", "cta_frozen"},
-    "uda": {"confidence", "augment", "cta_frozen"},
+    "uda": {"confidence", "augment", "cta_frozen"} | _RULE_FLAGS,
+}
+# A rule replaces the fixed mask: --confidence stays only as FlexMatch's τ.
+IGNORED_BY_RULE = {
+    "none": {"uasd_threshold"},
+    "softmatch": {"confidence", "uasd_threshold"},
+    "freematch": {"confidence", "uasd_threshold"},
+    "flexmatch": {"uasd_threshold"},
+    "uasd": {"confidence"},
 }
 
 
@@ -39,12 +49,16 @@ def aug_spec(aug):
 
 def check_ignored(config, explicit):
     """ConfigError for an explicit flag, away from its default, that this configuration's path does not read."""
-    ignored = IGNORED_BY_FAMILY[config.family] | IGNORED_BY_ALGORITHM[config.algorithm.algorithm]
+    a = config.algorithm
+    reasons = [(IGNORED_BY_FAMILY[config.family], f"--dataset={config.data.dataset}"),
+               (IGNORED_BY_ALGORITHM[a.algorithm], f"--algorithm={a.algorithm}")]
+    # A rule that is itself refused above leaves the other flags as without a rule.
+    rule = "none" if any("weighting_rule" in ignored for ignored, _ in reasons) else a.weighting_rule
+    reasons.append((IGNORED_BY_RULE[rule], f"--weighting_rule={rule}"))
     default = RunConfig()
-    for name in sorted(set(explicit) & ignored):
+    for name in sorted(set(explicit) & set().union(*(ignored for ignored, _ in reasons))):
         if explicit[name] != value_of(default, name):
-            what = f"--dataset={config.data.dataset}" if name in IGNORED_BY_FAMILY[config.family] else \
-                f"--algorithm={config.algorithm.algorithm}"
+            what = next(what for ignored, what in reasons if name in ignored)
             raise ConfigError(f"--{name} does not apply to {what}: remove it.")
 
 
@@ -69,6 +83,8 @@ def check_algorithm(config):
         raise ConfigError(f"--uda_confidence_thresh must be in [0, 1), got {a.uda_confidence_thresh}.")
     if a.uda_softmax_temp <= 0:
         raise ConfigError(f"--uda_softmax_temp must be > 0, got {a.uda_softmax_temp}.")
+    if not 0 <= a.uasd_threshold <= 1:
+        raise ConfigError(f"--uasd_threshold must be in [0, 1], got {a.uasd_threshold}.")
 
 
 def check_family(config):

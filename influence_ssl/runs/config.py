@@ -13,6 +13,7 @@ from influence_ssl.data.images import IMAGE_DATASETS
 from influence_ssl.data.synthetic import SYNTHETIC_DATASETS
 from influence_ssl.fields import option
 from influence_ssl.ssl.tsa import TSA_SCHEDULES
+from influence_ssl.ssl.weighting import WEIGHTING_RULES
 from influence_ssl.trainer.config import TrainConfig
 
 TEXT_DATASETS = ("imdb",)
@@ -88,6 +89,13 @@ class AlgorithmConfig:
     augment: str = option("ra", "FixMatch strong augmentation: RandAugment or CTAugment.", choices=AUGMENTS)
     cta_frozen: bool = option(False, "--augment=cta: the rates stay uniform, never learned from probes (the authors' "
                               "code).")
+    weighting_rule: str = option("none", "FixMatch / Pseudo-Label: a per-example weighting rule in place of the "
+                                 "fixed confidence mask, at its paper's defaults (influence_ssl/ssl/weighting.py): "
+                                 "SoftMatch's truncated Gaussian, FreeMatch's self-adaptive thresholds, FlexMatch's "
+                                 "class-wise thresholds (τ = --confidence), UASD's filter on each example's running "
+                                 "mean prediction. Its statistics move in θ steps only.", choices=WEIGHTING_RULES)
+    uasd_threshold: float = option(0.9, "--weighting_rule=uasd: an unlabeled example counts while the max of its "
+                                   "running mean prediction is >= this.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,8 +62,11 @@ class SSLAlgorithm:
     """
 
     name = "base"
+    # What the algorithm keeps across batches (a tf.Module of variables, e.g. a weighting rule's statistics), for
+    # the run's checkpoint; None: nothing.
+    state = None
 
-    def losses(self, model, batch, *, training, step):
+    def losses(self, model, batch, *, training, step, update_state=None):
         """Compute SSLLosses for `batch`, a dict of tensors (keys per algorithm).
 
         Args:
@@ -72,5 +75,7 @@ class SSLAlgorithm:
             algorithm's unlabeled views.
           training: forward in training mode (batch-norm statistics, dropout).
           step: scalar int tensor, the θ step (for schedules such as TSA).
+          update_state: let the algorithm's state (`state`) take in this batch; None: as `training`. The θ step
+            updates it, the Λ step passes False (it may forward in training mode, yet must leave it as it is).
         """
         raise NotImplementedError

@@ -3,27 +3,41 @@
 ℓ_U(u) = [max p_weak(u) >= τ] · CE(argmax p_weak(u), p_strong(u)), p_weak = sg(softmax(z_weak)) from
 the same training-mode forward (FixMatch's code), τ = 0.95 (note >=). For the influence step the
 unlabeled features are the strong view's and the targets the one-hot pseudo-labels times the mask.
+With a weighting rule (influence_ssl.ssl.weighting) the rule's weight w(p_weak, id) takes the mask's place:
+ℓ_U(u) = w_u · CE(argmax p_weak(u), p_strong(u)), the targets one-hot times w.
 """
 import tensorflow as tf
 
 from influence_ssl.ssl.base import SSLAlgorithm, SSLLosses, forward_concat
-from influence_ssl.ssl.losses import hard_pseudo_labels, soft_cross_entropy, sparse_cross_entropy
+from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
+from influence_ssl.ssl.weighting import pseudo_label_targets
 
 
 class FixMatch(SSLAlgorithm):
-    """Batch keys: labeled_x, labeled_y, unlabeled_weak, unlabeled_strong."""
+    """Batch keys: labeled_x, labeled_y, unlabeled_weak, unlabeled_strong (and unlabeled_ids for a rule that
+    keeps a record per example).
+
+    Args:
+      threshold: τ of the fixed mask [max p_weak >= τ] (unused with a rule).
+      rule: a weighting.WeightingRule in place of the fixed mask, or None.
+    """
 
     name = "fixmatch"
 
-    def __init__(self, threshold=0.95):
+    def __init__(self, threshold=0.95, rule=None):
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"FixMatch confidence threshold must be in [0, 1], got {threshold}.")
-        self.threshold = threshold
+        self.threshold, self.rule = threshold, rule
 
-    def losses(self, model, batch, *, training, step):
+    @property
+    def state(self):
+        return self.rule
+
+    def losses(self, model, batch, *, training, step, update_state=None):
         (fx, zx), (fw, zw), (fs, zs) = forward_concat(
             model, [batch["labeled_x"], batch["unlabeled_weak"], batch["unlabeled_strong"]], training)
-        targets, mask = hard_pseudo_labels(zw, self.threshold)
+        targets, mask = pseudo_label_targets(zw, self.threshold, self.rule, batch.get("unlabeled_ids"),
+                                             training if update_state is None else update_state)
         return SSLLosses(
             labeled=sparse_cross_entropy(batch["labeled_y"], zx),
             unlabeled=soft_cross_entropy(targets, zs),

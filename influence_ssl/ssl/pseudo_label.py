@@ -2,27 +2,36 @@
 
 ℓ_U(u) = mask_u · CE(one_hot(argmax p_θ(u)), p_θ(u)), the target held constant.
 With threshold 0 (the paper's synthetic experiments) every example is used; FixMatch's
-pseudo_label.py uses 0.95 (mask_u = [max p >= threshold]).
+pseudo_label.py uses 0.95 (mask_u = [max p >= threshold]). A weighting rule (influence_ssl.ssl.weighting)
+replaces the mask by its weight w(p_θ(u), id).
 """
 import tensorflow as tf
 
 from influence_ssl.ssl.base import SSLAlgorithm, SSLLosses, forward_concat
-from influence_ssl.ssl.losses import hard_pseudo_labels, soft_cross_entropy, sparse_cross_entropy
+from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
+from influence_ssl.ssl.weighting import pseudo_label_targets
 
 
 class PseudoLabel(SSLAlgorithm):
-    """Hard arg-max pseudo-labels on one view `batch["unlabeled_x"]`."""
+    """Hard arg-max pseudo-labels on one view `batch["unlabeled_x"]`; threshold τ of the fixed mask, or rule: a
+    weighting.WeightingRule in its place (None: the mask)."""
 
     name = "pseudo_label"
 
-    def __init__(self, threshold=0.0):
+    def __init__(self, threshold=0.0, rule=None):
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"Pseudo-Label threshold must be in [0, 1], got {threshold}.")
-        self.threshold = threshold
+        self.threshold, self.rule = threshold, rule
 
-    def losses(self, model, batch, *, training, step):
+    @property
+    def state(self):
+        return self.rule
+
+    def losses(self, model, batch, *, training, step, update_state=None):
         (fx, zx), (fu, zu) = forward_concat(model, [batch["labeled_x"], batch["unlabeled_x"]], training)
-        targets, mask = hard_pseudo_labels(zu, self.threshold)  # from the same view it trains
+        # From the same view it trains.
+        targets, mask = pseudo_label_targets(zu, self.threshold, self.rule, batch.get("unlabeled_ids"),
+                                             training if update_state is None else update_state)
         return SSLLosses(
             labeled=sparse_cross_entropy(batch["labeled_y"], zx),
             unlabeled=soft_cross_entropy(targets, zu),

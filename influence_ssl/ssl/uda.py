@@ -37,7 +37,7 @@ class UDA(SSLAlgorithm):
         tsa_threshold(tsa, 0, 1, 2)  # validates the schedule name
         self.temperature, self.threshold, self.tsa, self.total_steps = temperature, threshold, tsa, total_steps
 
-    def losses(self, model, batch, *, training, step):
+    def losses(self, model, batch, *, training, step, update_state=None):  # no state to update
         (fx, zx), (fw, zw), (fs, zs) = forward_concat(
             model, [batch["labeled_x"], batch["unlabeled_weak"], batch["unlabeled_strong"]], training)
         num_classes = tf.shape(zx)[-1]

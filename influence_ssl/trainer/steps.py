@@ -207,7 +207,8 @@ class Alg1Steps:
 
     def hypergradient(self, batch):
         """(rows of Λ [U'], dL_val/dλ [U']) on a Λ batch (D', U', V': labeled_x/y, the unlabeled views and
-        ids, val_x/y) at the current θ (Alg. 1 lines 7-11); nothing is updated.
+        ids, val_x/y) at the current θ (Alg. 1 lines 7-11); nothing is updated, the SSL algorithm's state (a
+        weighting rule's statistics) included: update_state=False, whatever the forward mode.
 
         With the influence's forwards in training mode (the authors' code) H comes from a forward of the whole
         batch, the raw-CE rows from one of the unlabeled views alone, the validation gradient from one of V',
@@ -215,10 +216,11 @@ class Alg1Steps:
         training = self.influence.forward_mode == "training"
         kept = self.model.non_trainable_variables if training else []
         saved = [tf.identity(v) for v in kept]
-        out = self.algorithm.losses(self.model, batch, training=training, step=self.step)
+        out = self.algorithm.losses(self.model, batch, training=training, step=self.step, update_state=False)
         row_outputs = None
         if training and self.influence.rows == "raw_ce":
-            row_outputs = self.algorithm.losses(self.model, unlabeled_only(batch), training=True, step=self.step)
+            row_outputs = self.algorithm.losses(self.model, unlabeled_only(batch), training=True, step=self.step,
+                                                update_state=False)
         ids = self.weight_ids(batch["unlabeled_ids"])
         lam = self.weights.gather(ids)
         num_unlabeled = tf.cast(tf.shape(out.unlabeled)[0], tf.float32)

@@ -9,9 +9,10 @@ r(t) is an optional linear ramp of the unsupervised term, the same for every met
 
 The steps are steps.Alg1Steps (shared with Keras' fit, keras_model.py), compiled here as tf.functions without
 Python state; the data of step k depends only on (seed, k); θ, its optimizer, the EMA, Λ with its optimizer,
-the data source's state (e.g. CTAugment's rates) and the step counter are one tf.train.Checkpoint. So a run
-resumed from any checkpoint ends exactly where an uninterrupted one does. Checkpoints, evaluations, logs and
-the divergence check are callbacks of the loop (callbacks.py).
+the data source's state (e.g. CTAugment's rates), the SSL algorithm's (a weighting rule's statistics) and the
+step counter are one tf.train.Checkpoint. So a run resumed from any checkpoint ends exactly where an
+uninterrupted one does. Checkpoints, evaluations, logs and the divergence check are callbacks of the loop
+(callbacks.py).
 """
 import numpy as np
 import tensorflow as tf
@@ -69,6 +70,9 @@ class Trainer:
                               f"{model.compute_dtype}: build it under the 'mixed_float16' policy exactly when "
                               "mixed precision is on.")
         check_replicas(self.num_replicas, source, config)
+        if getattr(algorithm, "state", None) is not None and self.num_replicas > 1:
+            # Each replica would update the one copy of the rule's statistics with its own slice.
+            raise ConfigError(f"A weighting rule runs on one replica, not {self.num_replicas}.")
         source.check_disjoint()
         num_weights = source.num_unlabeled_ids if config.weighting == "per_example" else 1
         # Without weights λ never moves: the table is a constant, which may be 0 (supervised only).
@@ -99,6 +103,8 @@ class Trainer:
             state["ema"] = self.ema
         if source.state is not None:
             state["data_state"] = source.state
+        if getattr(algorithm, "state", None) is not None:  # e.g. a weighting rule's statistics
+            state["algorithm_state"] = algorithm.state
         self.checkpoint = tf.train.Checkpoint(**state)
         # A source whose batches are pure functions of the step number: θ batches as train_batches says
         # (a prefetching tf.data pipeline or inside the step), Λ batches sampled inside the compiled Λ step.
