@@ -46,3 +46,11 @@ def quiet_absl_info():
 
 
 _import_tensorflow_quietly()
+
+
+def define_markdown():
+    """--markdown of the entry points that print a table (experiments.report, .variants_table): defined once per
+    process, so that both can live in one (a test, a notebook)."""
+    if "markdown" not in flags.FLAGS:
+        flags.DEFINE_string("markdown", None, "Also write the table(s) as Markdown here (the report: with the "
+                            "ablations' PNGs beside it).")

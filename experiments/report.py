@@ -16,8 +16,8 @@ import os
 
 from absl import app, flags
 
+from experiments import define_markdown, quiet_absl_info
 from experiments import paper_numbers as paper
-from experiments import quiet_absl_info
 from experiments.checks import run_main, writable_dir
 from influence_ssl.metrics import mean_std
 from influence_ssl.studies.report import (
@@ -36,7 +36,7 @@ from influence_ssl.studies.report import (
 )
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("markdown", "", "Also write the report as Markdown here, with the ablations' PNGs beside it.")
+define_markdown()
 
 COLUMNS = ["row", "setting", "paper", "measured", "seeds", "note"]
 LABELS = {"uda": "UDA", "fixmatch": "FixMatch", "pseudo_label": "Pseudo-Label"}

@@ -17,6 +17,7 @@ import sys
 
 from absl import flags
 
+from experiments import define_markdown
 from experiments.checks import run_main
 from influence_ssl.studies.report import (
     Pair,
@@ -34,7 +35,7 @@ from influence_ssl.studies.results import FORMAT
 from influence_ssl.trainer import ConfigError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("markdown", None, "Also write the table as Markdown here.")
+define_markdown()
 
 # Per study: (the base algorithm's method, the tuned single λ's method).
 BASELINES = {"synthetic": ("pseudo_label", "pseudo_label_tuned"), "compare": ("base", "tuned_single_lambda")}

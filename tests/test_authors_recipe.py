@@ -27,7 +27,9 @@ from influence_ssl.trainer.callbacks import LoopCallback
 from influence_ssl.trainer.image_source import AugmentedImageSource
 
 CLASSES, BATCH, WIDTH, THRESHOLD = 4, 8, 4, 0.4
-AUTHORS = {**presets.AUTHORS_CODE, **presets.AUTHORS_CODE_BATCH_NORM}
+# Every switch of the authors' code that is a TrainConfig field (CTA's is the data source's).
+AUTHORS = {flag: value for name, fields in presets.AUTHORS_SWITCHES.items() if name != "frozen_cta"
+           for flag, value in fields.items()}
 # Each switch at the paper's value (TrainConfig's default).
 PAPER = TrainConfig.defaults(AUTHORS)
 
