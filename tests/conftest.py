@@ -8,6 +8,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several test processes on few cores (the README runs two on CI's two): one intra-op thread each, or their
+    # thread pools spin against each other (the entry points that tests start inherit it).
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
