@@ -230,6 +230,10 @@ def test_the_recipe_study_runs_both_recipes_and_each_switch_alone_with_its_contr
     assert movement["lambda_change_quantiles"]["0.5"] == pytest.approx(np.quantile(np.abs(lam - 1), 0.5))
     assert sum(movement["lambda_change_histogram"]["counts"]) == len(lam)
     assert "auroc_low_weight_vs_wrong" in movement["weights"] and "weights" not in methods["base"]
+    # The weights' AUROC for wrong pseudo-labels, per seed and paired (the fake's λ ignore the switches: ties).
+    auroc = data["paired_auroc"]
+    assert {"ours_paper - reversed_paper", "ours_authors - ours_paper", "paper+kernel_only - ours_paper"} <= set(auroc)
+    assert auroc["ours_authors - ours_paper"]["n"] == 2 and auroc["ours_authors - ours_paper"]["mean"] == 0.0
     # Moons has neither batch norm nor CTAugment: those switches are not rows there.
     fake.trained.clear()
     run_main(MODULE, ["--study=recipe", "--dataset=moons", "--seeds=1", f"--json_out={out}", "--plot_dir=",

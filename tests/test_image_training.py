@@ -183,7 +183,7 @@ def test_table1_has_every_cell_the_paper_reports():
 
 def test_image_run_with_ema_and_ctaugment_resumes_exactly(tmp_path):
     """Kill and resume: model, EMA, optimizer, Λ + M-Adam slots and CTAugment's rates all come back."""
-    config = config_of(["--algorithm=fixmatch", "--dataset=digits", "--augment=cta", "--steps=12", "--batch=10",
+    config = config_of(["--algorithm=fixmatch", "--dataset=digits", "--augment=cta", "--steps=8", "--batch=10",
                         "--uratio=2", "--inner_steps=3", "--weight_warmup=0", "--eval_every=4", "--log_every=4",
                         "--checkpoint_every=4"])
     assert config.train.ema_decay > 0
@@ -199,7 +199,7 @@ def test_image_run_with_ema_and_ctaugment_resumes_exactly(tmp_path):
         pass
 
     def kill(t, k):
-        if int(t.step.numpy()) == 6:
+        if int(t.step.numpy()) == 6:  # after the checkpoint of step 4 and a Λ step
             raise Killed()
 
     with pytest.raises(Killed):

@@ -95,9 +95,8 @@ def test_blocks_flag_runs_only_those_blocks(tmp_path):
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("--batch=abc", "--batch"),
-    ("--blocks=per_example_gradients,nope", "--blocks must be"),
-    ("--table_sizes=1e4", "--table_sizes must be a list of integers"),
+    ("--batch=abc", "--batch"),  # absl's parsing
+    ("--table_sizes=1e4", "--table_sizes must be a list of integers"),  # the benchmark's own checks
 ])
 def test_bad_flags_get_one_line_and_exit_code_2(tmp_path, flag, message):
     result = run([flag, f"--json_out={tmp_path / 'r.json'}"])

@@ -171,14 +171,32 @@ def run(study, base, seeds, cache, log=print, **options):
         pairs = [(m.name, next(b.name for b in rows if b.name.startswith("base") and b.x == m.x))
                  for m in rows if not m.name.startswith("base")]
     paired = results_lib.paired_table(summary, pairs)
+    out = {"format": results_lib.FORMAT, "study": f"ablation_{study}", "ablation": study, "seeds": list(seeds),
+           "metric": "test_accuracy", "methods": summary, "paired": paired, "config": base.to_dict()}
+    if study == "recipe":
+        out["paired_auroc"] = recipe_auroc_table(summary)
+        return out
     for a, b in pairs:
         if f"{a} - {b}" in paired:
             summary[a]["paired_vs_base"] = paired[f"{a} - {b}"]
-    return {"format": results_lib.FORMAT, "study": f"ablation_{study}", "ablation": study, "seeds": list(seeds),
-            "metric": "test_accuracy", "methods": summary, "paired": paired, "config": base.to_dict()}
+    return out
+
+
+def recipe_auroc_table(summary):
+    """AUROC(-λ -> wrong pseudo-label) per seed, paired: each recipe against its reversed control, the authors'
+    code and each switch against the paper's recipe (Holm across these rows)."""
+    aurocs = {name: {"values": entry["weights"]["auroc_low_weight_vs_wrong_per_seed"]}
+              for name, entry in summary.items() if "weights" in entry}
+    pairs = [("ours_paper", "reversed_paper"), ("ours_authors", "reversed_authors"), ("ours_authors", "ours_paper")]
+    pairs += [(name, "ours_paper") for name in aurocs if name.startswith("paper+")]
+    return results_lib.paired_table(aurocs, [(a, b) for a, b in pairs if a in aurocs and b in aurocs])
 
 
 def format_report(results):
-    return "\n".join([results_lib.format_methods(results["methods"], results["seeds"], "test_accuracy"), "",
-                      "paired against the base run of the same setting (accuracy points; Holm across these rows):",
-                      results_lib.format_paired(results["paired"])])
+    lines = [results_lib.format_methods(results["methods"], results["seeds"], "test_accuracy"), "",
+             "paired against the base run of the same setting (accuracy points; Holm across these rows):",
+             results_lib.format_paired(results["paired"])]
+    if "paired_auroc" in results:
+        lines += ["", "AUROC of -λ for wrong pseudo-labels, per seed, paired (Holm across these rows):",
+                  results_lib.format_paired(results["paired_auroc"], scale=1.0)]
+    return "\n".join(lines)
