@@ -241,7 +241,6 @@ OTHERS = [
     (["--batch=0"], "--batch must be >= 1, got 0."),
     (["--wd=-1"], "--wd must be >= 0, got -1.0."),
     (["--ema=1"], "--ema must be in [0, 1), got 1.0."),
-    (["--batch=60"], "--batch=60 is larger than the 50 labeled examples."),
     (["--validation_batch=300"], "--validation_batch=300 is larger than the 200 validation examples."),
     (["--algorithm=uda", "--confidence=0.5"], "--confidence does not apply to --algorithm=uda: remove it."),
     (["--bert_dir=/b"], "--bert_dir does not apply to --dataset=digits: remove it."),

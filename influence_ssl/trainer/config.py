@@ -94,7 +94,8 @@ class TrainConfig:
     """
 
     steps: int = option(1000, "θ training steps (FixMatch: 2^20 = 1024 epochs of 1024 steps; UDA: 400k).")
-    labeled_batch: int = option(64, "Labeled batch B (paper: 64).", flag="batch")
+    labeled_batch: int = option(64, "Labeled batch B (paper: 64); larger than the labeled set, it repeats the set.",
+                                flag="batch")
     unlabeled_batch: int = option(448, "Unlabeled batch μ·B.", flag=DERIVED)
     validation_batch: int = option(1024, "Validation batch V' of a Λ step (paper: 320).")
     inner_steps: int = option(100, "θ steps per Λ step [N] (paper: 100 UDA, 512 FixMatch).")
@@ -216,7 +217,9 @@ class TrainConfig:
             raise ConfigError(f"--min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}.")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"{flag_of('ema_decay')} must be in [0, 1), got {self.ema_decay}.")
-        sizes = [("labeled_batch", num_labeled, "labeled"), ("unlabeled_batch", num_unlabeled, "unlabeled")]
+        # A labeled batch larger than the labeled set repeats it (FixMatch and USB do: 40 CIFAR-10 labels in batches
+        # of 64); the sampler's epochs are permutations, so over whole epochs every example comes equally often.
+        sizes = [("unlabeled_batch", num_unlabeled, "unlabeled")]
         if self.validation_draw == "permutation":  # a draw with replacement may be larger than the set
             sizes.append(("validation_batch", num_validation, "validation"))
         for name, size, what in sizes:
