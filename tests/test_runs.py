@@ -124,7 +124,7 @@ OTHER_VALUES = {"inner_steps": 7, "weight_lr": 0.5, "weight_warmup": 3, "weight_
                 "weight_batch": "theta", "validation_batch": 17, "weight_step_at_start": True,
                 "validation_draw": "replacement", "madam_step_count": "per_example", "madam_epsilon": 1e-8,
                 "madam_rows": "sampled", "weight_max": 2.0, "influence_rows": "raw_ce", "influence_kernel_only": True,
-                "influence_hessian_l2": "unit", "influence_forward_mode": "training"}
+                "influence_hessian_l2": "unit", "influence_forward_mode": "training", "permute_weights": True}
 
 
 @pytest.mark.parametrize("field", LAMBDA_STEP_FIELDS)

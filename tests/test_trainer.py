@@ -283,3 +283,22 @@ def test_trainer_hypergradient_matches_finite_differences_of_the_retrained_valid
         up[u] += eps
         down[u] -= eps
         np.testing.assert_allclose(g, (val_loss(up) - val_loss(down)) / (2 * eps), rtol=2e-3, atol=1e-7)
+
+
+def test_the_permuted_control_trains_each_step_with_the_batchs_weights_shuffled():
+    """--permute_weights: the θ step's λ are the batch's own values in another order, drawn from (seed, step):
+    the learned weights' distribution without their assignment."""
+    from influence_ssl.trainer.steps import Alg1Steps
+    from influence_ssl.weights import ExampleWeights
+
+    weights = ExampleWeights(10)
+    weights.values.assign(tf.range(10, dtype=tf.float32) / 10)
+    ids = tf.constant([7, 2, 5, 0, 9, 4])
+    plain = Alg1Steps(None, None, weights, None).batch_weights(ids).numpy()
+    np.testing.assert_allclose(plain, [0.7, 0.2, 0.5, 0.0, 0.9, 0.4], rtol=1e-6)
+    permuted = Alg1Steps(None, None, weights, None, permute_weights=True, permutation_seed=3)
+    first = permuted.batch_weights(ids).numpy()
+    assert sorted(first) == sorted(plain) and not np.array_equal(first, plain)
+    np.testing.assert_array_equal(permuted.batch_weights(ids).numpy(), first)  # a function of (seed, step)
+    permuted.step.assign(1)
+    assert not np.array_equal(permuted.batch_weights(ids).numpy(), first)

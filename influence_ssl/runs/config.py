@@ -157,7 +157,7 @@ LAMBDA_STEP_FIELDS = ("inner_steps", "weight_lr", "weight_warmup", "weight_optim
                       "validation_batch",
                       "weight_step_at_start", "validation_draw", "madam_step_count", "madam_epsilon", "madam_rows",
                       "weight_max", "influence_rows", "influence_kernel_only", "influence_hessian_l2",
-                      "influence_forward_mode")
+                      "influence_forward_mode", "permute_weights")
 
 
 # Part of every hash: raise it when a change of the code changes what an existing configuration computes, so

@@ -53,6 +53,8 @@ class TrainConfig:
       block plus the head, through Hessian-vector products: the Sec. 4.3 baselines' scope).
     influence_damping: damping of the last-layer Hessian (see influence_ssl.influence).
     reverse_hypergradient: flip the hypergradient's sign (a control, not the method).
+    permute_weights: each θ step shuffles the batch's λ among its examples (a control: the learned
+      weights' distribution without their assignment).
     binary_reparam: two classes only: the influence uses one logit f with logits (f, -f) (App. D), whose
       last-layer Hessian has no logit-shift null space; the network itself is unchanged.
     Variants of the hypergradient (the defaults are the paper's method):
@@ -114,6 +116,8 @@ class TrainConfig:
     influence_damping: float = option(DEFAULT_DAMPING, "Damping of the influence's Hessian, relative to "
                                       "mean(diag H).")
     reverse_hypergradient: bool = option(False, "Control: flip the hypergradient's sign.")
+    permute_weights: bool = option(False, "Control: each θ step shuffles the batch's learned λ among its examples "
+                                   "(the same weights, no per-example assignment).")
     binary_reparam: bool = option(False, "Two classes only: influence on one logit f with logits (f, -f) (App. D).")
     hypergradient_normalization: str = option(
         "none", "Variant (none = the paper): batch or class standardises the hypergradient over the batch or "

@@ -95,6 +95,8 @@ class Alg1Steps:
       weight_batch: "fresh" (Alg. 1: a Λ step after θ step k samples its own D', U', V') or "theta" (the
         authors' code: the Λ step before θ step k + 1 uses that step's D' and U' and a validation draw;
         the θ step then uses λ as it was before the Λ step). The loop's to honour (Trainer.run).
+      permute_weights: a control: each θ step shuffles the batch's λ among its examples (the same weights, no
+        per-example assignment), by a permutation drawn from (permutation_seed, step).
       unlabeled_rampup: θ steps over which r(t) ramps linearly to 1 (0: r = 1).
       loss_l2, decayed: wd and the variables of the L2 term.
       ema: an ema.WeightEMA updated after every applied θ step, or None.
@@ -106,12 +108,14 @@ class Alg1Steps:
 
     def __init__(self, model, algorithm, weights, influence, theta_optimizer=None, *, per_example=True,
                  weighted=True, inner_steps=1, weight_warmup=0, weight_step_at_start=False, weight_batch="fresh",
-                 unlabeled_rampup=0, loss_l2=0.0, decayed=(), ema=None, num_replicas=1):
+                 permute_weights=False, permutation_seed=0, unlabeled_rampup=0, loss_l2=0.0, decayed=(), ema=None,
+                 num_replicas=1):
         self.model, self.algorithm, self.weights, self.influence = model, algorithm, weights, influence
         self.theta_optimizer, self.ema, self.num_replicas = theta_optimizer, ema, num_replicas
         self.per_example, self.weighted = per_example, weighted
         self.inner_steps, self.weight_warmup, self.unlabeled_rampup = inner_steps, weight_warmup, unlabeled_rampup
         self.weight_step_at_start, self.weight_batch = weight_step_at_start, weight_batch
+        self.permute_weights, self.permutation_seed = permute_weights, permutation_seed
         self.loss_l2, self.decayed = loss_l2, list(decayed)
         once = tf.VariableAggregation.ONLY_FIRST_REPLICA
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step", aggregation=once)
@@ -142,6 +146,15 @@ class Alg1Steps:
         """Rows of Λ [U] for unlabeled ids [U]."""
         return ids if self.per_example else tf.zeros_like(ids)
 
+    def batch_weights(self, ids):
+        """λ [U] of the θ step's unlabeled ids [U]: their own, or under permute_weights the same values shuffled
+        among them."""
+        lam = self.weights.gather(self.weight_ids(ids))
+        if not self.permute_weights:
+            return lam
+        seed = tf.stack([tf.constant(self.permutation_seed, tf.int64), tf.cast(self.step, tf.int64)])
+        return tf.random.experimental.stateless_shuffle(lam, seed)
+
     def rampup(self, step):
         """r(t), a float32 scalar."""
         if self.unlabeled_rampup == 0:
@@ -170,7 +183,7 @@ class Alg1Steps:
         counter is the caller's to advance (after whatever else it does with the batch)."""
         optimizer, variables = self.theta_optimizer, self.model.trainable_variables
         mixed = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
-        lam = self.weights.gather(self.weight_ids(batch["unlabeled_ids"]))
+        lam = self.batch_weights(batch["unlabeled_ids"])
         with tf.GradientTape() as tape:
             out = self.algorithm.losses(self.model, batch, training=True, step=self.step)
             loss, supervised, unsupervised = self.training_loss(out, lam)

@@ -92,6 +92,7 @@ class Trainer:
                 per_example=config.weighting == "per_example", weighted=config.weighting != "none",
                 inner_steps=config.inner_steps, weight_warmup=config.weight_warmup,
                 weight_step_at_start=config.weight_step_at_start, weight_batch=config.weight_batch,
+                permute_weights=config.permute_weights, permutation_seed=config.seed,
                 unlabeled_rampup=config.unlabeled_rampup, loss_l2=config.loss_l2, decayed=decayed, ema=self.ema,
                 num_replicas=self.num_replicas)
         self.step, self.bad_step = self.steps.step, self.steps.bad_step
