@@ -26,3 +26,22 @@ def test_a_labeled_batch_larger_than_the_labeled_set_is_accepted():
     examples"; the unlabeled batch still may not exceed its set."""
     config = config_of(["--num_labeled=20", "--batch=32"])
     assert (config.data.num_labeled, config.train.labeled_batch) == (20, 32)
+
+
+def test_the_base_plus_val_control_trains_on_the_validation_labels_too():
+    """--validation_labeled: the labeled set also holds the validation examples (the labels a learned λ uses),
+    the validation set is unchanged, and the deliberate overlap is not refused as an accidental one."""
+    import pytest
+
+    from influence_ssl.runs import build
+
+    config = config_of(["--validation_labeled"])
+    data, _, _ = build.load_data(config)
+    plain, _, _ = build.load_data(config_of([]))
+    assert len(data.labeled_y) == len(plain.labeled_y) + len(plain.val_y) == 50 + 200
+    np.testing.assert_array_equal(data.labeled_x[50:], plain.val_x)
+    np.testing.assert_array_equal(data.labeled_y[:50], plain.labeled_y)
+    np.testing.assert_array_equal(data.val_y, plain.val_y)
+    build.make_source(config, data).check_disjoint()
+    with pytest.raises(ValueError, match="also labeled training examples"):
+        build.make_source(config_of([]), data).check_disjoint()

@@ -27,6 +27,12 @@ class SSLData:
     test_y: np.ndarray
     unlabeled_ood: Optional[np.ndarray] = None
 
+    def with_validation_labeled(self):
+        """A copy whose labeled set also holds the validation examples (a control: the labels a learned λ uses,
+        given to the base algorithm); the validation set stays as it is."""
+        return dataclasses.replace(self, labeled_x=np.concatenate([self.labeled_x, self.val_x]),
+                                   labeled_y=np.concatenate([self.labeled_y, self.val_y]))
+
     def summary(self):
         ood = "" if self.unlabeled_ood is None else f" ({int(np.sum(self.unlabeled_ood))} out of distribution)"
         return (f"{self.name}: {len(self.labeled_y)} labeled, {len(self.unlabeled_ids)} unlabeled{ood}, "

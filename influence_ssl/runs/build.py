@@ -25,7 +25,15 @@ def check_inputs(config):
 
 def load_data(config):
     """(SSLData, split or None, metadata) of config's seeded split. A split that does not fit the dataset is a
-    ConfigError; a missing TFDS dataset a DatasetNotFoundError; both before any model exists."""
+    ConfigError; a missing TFDS dataset a DatasetNotFoundError; both before any model exists. With
+    --validation_labeled the validation examples are labeled training examples too (the split is unchanged)."""
+    data, split, metadata = _load_split(config)
+    if config.data.validation_labeled:
+        data = data.with_validation_labeled()
+    return data, split, metadata
+
+
+def _load_split(config):
     d, seed = config.data, config.seed
     if config.family == "2d":
         data = data_lib.make_synthetic(d.dataset, seed, d.num_labeled, d.num_validation, d.num_unlabeled, d.num_test)
@@ -96,12 +104,14 @@ def make_source(config, data):
     t = config.train
     sizes = (t.labeled_batch, t.unlabeled_batch, t.validation_batch)
     if config.family == "2d":
-        return InMemorySource(data, *sizes, seed=t.seed, validation_draw=t.validation_draw)
+        return InMemorySource(data, *sizes, seed=t.seed, validation_draw=t.validation_draw,
+                              validation_labeled=config.data.validation_labeled)
     if config.family == "text":
-        return PairedTextSource(data, *sizes, t.seed, validation_draw=t.validation_draw)
+        return PairedTextSource(data, *sizes, t.seed, validation_draw=t.validation_draw,
+                                validation_labeled=config.data.validation_labeled)
     weak, strong, probe = make_augmentations(config)
     return AugmentedImageSource(data, *sizes, seed=t.seed, weak=weak, strong=strong, probe=probe,
-                                validation_draw=t.validation_draw)
+                                validation_draw=t.validation_draw, validation_labeled=config.data.validation_labeled)
 
 
 def make_model(config, data):

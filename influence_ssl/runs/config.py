@@ -46,6 +46,8 @@ class DataConfig:
                                 "unlabeled set as out-of-distribution examples (e.g. 6,7,8,9 on digits).")
     ood_fraction: float = option(0.0, "Share of the unlabeled set that is out of distribution, in [0, 1).")
     ood_noise: bool = option(False, "The out-of-distribution unlabeled examples are uniform-noise images.")
+    validation_labeled: bool = option(False, "Control (base_plus_val): the validation examples are labeled training "
+                                      "examples too, the labels a learned λ uses given to the base algorithm.")
 
     @property
     def ood(self):

@@ -29,8 +29,9 @@ class AugmentedImageSource(InMemorySource):
     """
 
     def __init__(self, data, labeled_batch, unlabeled_batch, validation_batch, seed, weak, strong,
-                 scale=scale_images, probe=None, validation_draw="permutation"):
-        super().__init__(data, labeled_batch, unlabeled_batch, validation_batch, seed, validation_draw)
+                 scale=scale_images, probe=None, validation_draw="permutation", validation_labeled=False):
+        super().__init__(data, labeled_batch, unlabeled_batch, validation_batch, seed, validation_draw,
+                         validation_labeled)
         self.weak, self.strong, self.scale, self.probe = weak, strong, scale, probe
         self.state = probe  # checkpointed with the run (the original FixMatch did not save CTA's rates)
         # Augmentation is worth overlapping with the step (tf.data, one step ahead), except with CTAugment,

@@ -16,12 +16,14 @@ class PairedTextSource(InMemorySource):
     unlabeled_strong ("aug") [U, L], unlabeled_x (= unlabeled_weak), unlabeled_ids [U]; outer batches
     add val_x, val_y. data: a TextSSLData (int32 token ids, unlabeled_aug_x row-aligned)."""
 
-    def __init__(self, data, labeled_batch, unlabeled_batch, validation_batch, seed, validation_draw="permutation"):
+    def __init__(self, data, labeled_batch, unlabeled_batch, validation_batch, seed, validation_draw="permutation",
+                 validation_labeled=False):
         if data.unlabeled_aug_x is None or data.unlabeled_aug_x.shape != data.unlabeled_x.shape:
             raise ValueError("PairedTextSource needs unlabeled_aug_x of unlabeled_x's shape.")
         self.text_data = data
         paired = dataclasses.replace(data, unlabeled_x=np.stack([data.unlabeled_x, data.unlabeled_aug_x], axis=1))
-        super().__init__(paired, labeled_batch, unlabeled_batch, validation_batch, seed, validation_draw)
+        super().__init__(paired, labeled_batch, unlabeled_batch, validation_batch, seed, validation_draw,
+                         validation_labeled)
 
     @staticmethod
     def scale(x):
