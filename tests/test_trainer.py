@@ -171,7 +171,7 @@ def test_corrupt_checkpoint_gets_a_clear_error(tmp_path):
     ({"influence": "magic"}, "--influence"),
     ({"weight_optimizer": "rmsprop"}, "--weight_optimizer"),
     ({"unlabeled_batch": 5000}, "larger than"),
-    ({"labeled_batch": 11}, "larger than"),
+    ({"validation_batch": 31}, "larger than"),  # a labeled batch larger than its set repeats it (test_sampling)
     ({"labeled_batch": -1}, ">= 1"),
     ({"weight_lr": -0.1}, ">= 0"),
     ({"weight_lr": float("nan")}, "finite"),
