@@ -103,6 +103,22 @@ def config_of(args=(), defaults=None):
     return run_flags.from_flags(fresh_flags(args), defaults=defaults)
 
 
+# ----- a crash in the middle of a run (the resume tests)
+class Killed(Exception):
+    """A run stopped on purpose."""
+
+
+def kill_at(step):
+    """A Trainer callback `cb(trainer, k)` (run after each Λ step) that stops the run when `step` θ steps are
+    done, as a crash would."""
+
+    def kill(trainer, k):
+        if int(trainer.step.numpy()) == step:
+            raise Killed()
+
+    return kill
+
+
 # ----- a fake training: influence_ssl.runs.execute.run and build.load_data replaced (studies in milliseconds)
 def record(validation_loss, test_accuracy=0.5):
     """A study's record of one finished run (influence_ssl.runs.execute.record_of)."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from conftest import ROOT, config_of
+from conftest import ROOT, Killed, config_of, kill_at
 
 from influence_ssl.data import SSLData
 from influence_ssl.models import small_cnn, two_layer_mlp
@@ -195,15 +195,8 @@ def test_image_run_with_ema_and_ctaugment_resumes_exactly(tmp_path):
     whole = trainer("whole")
     whole.run()
 
-    class Killed(Exception):
-        pass
-
-    def kill(t, k):
-        if int(t.step.numpy()) == 6:  # after the checkpoint of step 4 and a Λ step
-            raise Killed()
-
     with pytest.raises(Killed):
-        trainer("resumed", [kill]).run()
+        trainer("resumed", [kill_at(6)]).run()  # after the checkpoint of step 4 and a Λ step
     resumed = trainer("resumed")
     resumed.run()
     for a, b in zip(whole.model.weights + whole.ema.shadows, resumed.model.weights + resumed.ema.shadows):

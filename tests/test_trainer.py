@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from conftest import Killed, kill_at
 
 from influence_ssl.data import SSLData, make_synthetic
 from influence_ssl.models import Classifier, two_layer_mlp
@@ -100,14 +101,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     whole = moons_trainer(config, train_dir=str(tmp_path / "whole"))
     whole.run()
 
-    class Killed(Exception):
-        pass
-
-    def kill_at_step_90(trainer, k):
-        if int(trainer.step.numpy()) == 90:
-            raise Killed()
-
-    broken = moons_trainer(small_config(), train_dir=str(tmp_path / "resumed"), callbacks=[kill_at_step_90])
+    broken = moons_trainer(small_config(), train_dir=str(tmp_path / "resumed"), callbacks=[kill_at(90)])
     with pytest.raises(Killed):
         broken.run()
     resumed = moons_trainer(small_config(), train_dir=str(tmp_path / "resumed"))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import config_of
+from conftest import Killed, config_of, kill_at
 from test_ssl_losses import batch, identity_model
 from test_trainer import small_config
 
@@ -290,15 +290,8 @@ def test_resumed_run_equals_uninterrupted_with_a_rule(tmp_path):
     whole = make(train_dir=str(tmp_path / "whole"))
     whole.run()
 
-    class Killed(Exception):
-        pass
-
-    def kill_at_step_50(trainer, k):
-        if int(trainer.step.numpy()) == 50:
-            raise Killed()
-
     with pytest.raises(Killed):
-        make(train_dir=str(tmp_path / "resumed"), callbacks=[kill_at_step_50]).run()
+        make(train_dir=str(tmp_path / "resumed"), callbacks=[kill_at(50)]).run()
     resumed = make(train_dir=str(tmp_path / "resumed"))
     resumed.run()  # restores step 40 with the record as it was then
     rule = resumed.algorithm.rule
