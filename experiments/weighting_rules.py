@@ -1,0 +1,74 @@
+r"""The field's weighting rules (SoftMatch, FreeMatch, FlexMatch, UASD) against learned per-example λ, paired.
+
+  python -m experiments.weighting_rules --dataset=digits --num_labeled=20 --seeds=10 \
+      --json_out=out/weighting_rules_digits.json --plot_dir=out/plots
+
+FixMatch (default) or Pseudo-Label on images; every configuration flag of experiments.train applies. ours' η is
+chosen per seed on validation from --weight_lr_grid (default: the grid of --weight_optimizer), FlexMatch's τ
+from --flexmatch_confidence_grid, UASD's threshold from --uasd_threshold_grid, the tuned λ from
+--tuned_lambda_grid; SoftMatch and FreeMatch run their defaults. The study is
+influence_ssl.studies.weighting_rules; every run is kept in --run_cache.
+"""
+import os
+
+from absl import flags
+
+from experiments import paired_flags, quiet_absl_info
+from experiments.checks import run_main, writable_dir
+from influence_ssl.runs import build
+from influence_ssl.runs import flags as run_flags
+from influence_ssl.runs.text import ERRORS
+from influence_ssl.studies import protocol, weighting_rules
+from influence_ssl.studies.protocol import DEFAULT_TUNED_LAMBDA_GRID
+from influence_ssl.trainer import ConfigError
+
+FLAGS = flags.FLAGS
+paired_flags.define_plot_dir()
+flags.DEFINE_list("uasd_threshold_grid", list(map(str, weighting_rules.DEFAULT_UASD_THRESHOLDS)),
+                  "UASD's thresholds to choose from per seed on validation.")
+flags.DEFINE_list("flexmatch_confidence_grid", list(map(str, weighting_rules.DEFAULT_FLEXMATCH_CONFIDENCES)),
+                  "FlexMatch's τ to choose from per seed on validation.")
+
+
+def threshold_grid(flag):
+    """A grid of thresholds in [0, 1]; ConfigError (one line) otherwise."""
+    grid = protocol.parse_grid(FLAGS[flag].value, flag)
+    if not grid or max(grid) > 1:
+        raise ConfigError(f"--{flag} must hold thresholds in [0, 1], got {','.join(FLAGS[flag].value)}.")
+    return grid
+
+
+def main(argv):
+    del argv
+    quiet_absl_info()
+    config = run_flags.from_flags(defaults={"algorithm": "fixmatch"})
+    weighting_rules.check_base(config)
+    build.check_inputs(config)
+    lr_grid = protocol.weight_lr_grid(FLAGS.weight_lr_grid if FLAGS["weight_lr_grid"].present else ["default"], config)
+    grids = dict(tuned_lambda_grid=paired_flags.tuned_lambda_grid(DEFAULT_TUNED_LAMBDA_GRID),
+                 uasd_thresholds=threshold_grid("uasd_threshold_grid"),
+                 flexmatch_confidences=threshold_grid("flexmatch_confidence_grid"))
+    seeds = paired_flags.seed_list()
+    json_out = paired_flags.json_out("out/weighting_rules_{dataset}.json", dataset=config.data.dataset)
+    writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
+    if FLAGS.plot_dir:
+        writable_dir(FLAGS.plot_dir, "--plot_dir")
+    results = weighting_rules.run(config, seeds, paired_flags.run_cache(), lr_grid, metric=FLAGS.metric, **grids)
+    protocol.write_json(json_out, results, config)
+    print(f"\n{config.algorithm.algorithm} on {config.data.dataset}, {config.data.num_labeled} labels, "
+          f"{len(seeds)} seeds, {FLAGS.metric}:")
+    print(weighting_rules.format_report(results))
+    if FLAGS.plot_dir:
+        from experiments import weighting_rules_plots
+
+        name = f"weighting_rules_{config.data.dataset}.png"
+        print(f"picture: {weighting_rules_plots.draw(results, os.path.join(FLAGS.plot_dir, name))}")
+    print(f"results: {json_out}")
+
+
+def run():
+    run_main(main, *ERRORS)
+
+
+if __name__ == "__main__":
+    run()
