@@ -10,12 +10,11 @@ defaults to UDA on images, as in the paper ("All the experiments are conducted u
 2-D problems run Pseudo-Label. Every configuration flag of experiments.train applies; every run is kept in
 --run_cache.
 """
-import os
 
 from absl import flags
 
 from experiments import paired_flags, quiet_absl_info
-from experiments.checks import run_main, writable_dir
+from experiments.checks import run_main
 from influence_ssl.runs import build
 from influence_ssl.runs import flags as run_flags
 from influence_ssl.runs.config import family
@@ -67,18 +66,12 @@ def main(argv):
                    weight_lr_grids=weight_lr_grids(), tuned_lambda_grid=paired_flags.tuned_lambda_grid() or None)
     json_out = paired_flags.json_out("out/ablate_{study}_{dataset}.json", study=FLAGS.study,
                                      dataset=config.data.dataset)
-    writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
-    if FLAGS.plot_dir:
-        writable_dir(FLAGS.plot_dir, "--plot_dir")
+    paired_flags.check_outputs(json_out)
     results = ablation.run(FLAGS.study, config, seeds, paired_flags.run_cache(), **options)
     protocol.write_json(json_out, results, config)
     print(f"\n{FLAGS.study} ablation, {config.algorithm.algorithm} on {config.data.dataset}:")
     print(ablation.format_report(results))
-    if FLAGS.plot_dir:
-        from experiments import ablation_plots
-
-        name = f"ablate_{FLAGS.study}_{config.data.dataset}.png"
-        print(f"picture: {ablation_plots.draw(results, os.path.join(FLAGS.plot_dir, name))}")
+    paired_flags.draw("experiments.ablation_plots", results, f"ablate_{FLAGS.study}_{config.data.dataset}.png")
     print(f"results: {json_out}")
 
 

@@ -2,6 +2,9 @@
 
 Defined once here, so that the entry points can live in one process (a test, a notebook).
 """
+import importlib
+import os
+
 from absl import flags
 
 from influence_ssl.runs import flags as run_flags
@@ -30,6 +33,22 @@ def define_plot_dir():
     """--plot_dir of the studies that draw (experiments.synthetic, .ablate): defined once per process."""
     if "plot_dir" not in FLAGS:
         flags.DEFINE_string("plot_dir", "out/plots", "Where the pictures go ('' for none).")
+
+
+def check_outputs(json_out):
+    """--json_out's folder and --plot_dir (when set) writable, or one line, before anything is trained."""
+    from experiments.checks import writable_dir
+
+    writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
+    if FLAGS.plot_dir:
+        writable_dir(FLAGS.plot_dir, "--plot_dir")
+
+
+def draw(module, results, name):
+    """With --plot_dir: the picture of `results` by `module`.draw (imported only then), its path printed."""
+    if FLAGS.plot_dir:
+        plots = importlib.import_module(module)
+        print(f"picture: {plots.draw(results, os.path.join(FLAGS.plot_dir, name))}")
 
 
 def tuned_lambda_grid(default=()):

@@ -9,12 +9,11 @@ from --flexmatch_confidence_grid, UASD's threshold from --uasd_threshold_grid, t
 --tuned_lambda_grid; SoftMatch and FreeMatch run their defaults. The study is
 influence_ssl.studies.weighting_rules; every run is kept in --run_cache.
 """
-import os
 
 from absl import flags
 
 from experiments import paired_flags, quiet_absl_info
-from experiments.checks import run_main, writable_dir
+from experiments.checks import run_main
 from influence_ssl.runs import build
 from influence_ssl.runs import flags as run_flags
 from influence_ssl.runs.text import ERRORS
@@ -50,19 +49,13 @@ def main(argv):
                  flexmatch_confidences=threshold_grid("flexmatch_confidence_grid"))
     seeds = paired_flags.seed_list()
     json_out = paired_flags.json_out("out/weighting_rules_{dataset}.json", dataset=config.data.dataset)
-    writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
-    if FLAGS.plot_dir:
-        writable_dir(FLAGS.plot_dir, "--plot_dir")
+    paired_flags.check_outputs(json_out)
     results = weighting_rules.run(config, seeds, paired_flags.run_cache(), lr_grid, metric=FLAGS.metric, **grids)
     protocol.write_json(json_out, results, config)
     print(f"\n{config.algorithm.algorithm} on {config.data.dataset}, {config.data.num_labeled} labels, "
           f"{len(seeds)} seeds, {FLAGS.metric}:")
     print(weighting_rules.format_report(results))
-    if FLAGS.plot_dir:
-        from experiments import weighting_rules_plots
-
-        name = f"weighting_rules_{config.data.dataset}.png"
-        print(f"picture: {weighting_rules_plots.draw(results, os.path.join(FLAGS.plot_dir, name))}")
+    paired_flags.draw("experiments.weighting_rules_plots", results, f"weighting_rules_{config.data.dataset}.png")
     print(f"results: {json_out}")
 
 
