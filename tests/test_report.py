@@ -89,6 +89,7 @@ def test_which_jsons_are_read_skipped_or_refused(tmp_path):
     run = {"format": "influence_ssl.run/1", "test_accuracy": 0.9, "run_config": RunConfig().to_dict()}
     assert report.kind_of("r.json", run) == "run"
     assert report.kind_of("s.json", study("ablation_influence", {"base": B6}, [])) == "ablation"
+    assert report.kind_of("w.json", study("weighting_rules", {"base": B6}, [])) == "weighting_rules"
     for skipped in [{"steps": 3}, {"key": {}, "record": {"test_accuracy": 0.9}}, [1, 2]]:  # config, run cache, list
         assert report.kind_of("x.json", skipped) is None
     refused = [({"format": "influence_ssl.compare/1", "methods": {}}, "does not read"),

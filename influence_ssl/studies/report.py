@@ -20,7 +20,8 @@ from influence_ssl.trainer.config import HYPERGRADIENT_VARIANTS, TrainConfig
 from influence_ssl.trainer.results import RESULTS_FORMAT as RUN_FORMAT
 
 SEC44_FORMAT = "influence_ssl.sec44/1"  # experiments.benchmarks.sec44
-STUDIES = ("compare", "synthetic", "ablation")  # a study JSON's "study": compare, synthetic or ablation_<name>
+# A study JSON's "study": compare, synthetic, weighting_rules or ablation_<name> (ablation last: see kind_of).
+STUDIES = ("compare", "synthetic", "weighting_rules", "ablation")
 # Keys that only a result JSON has: a JSON holding one of them without a known format is refused.
 RESULT_KEYS = ("methods", "per_example_gradients", "lambda_step", "test_accuracy")
 # What each kind of result must hold to be read.
