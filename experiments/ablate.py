@@ -68,11 +68,10 @@ def main(argv):
                                      dataset=config.data.dataset)
     paired_flags.check_outputs(json_out)
     results = ablation.run(FLAGS.study, config, seeds, paired_flags.run_cache(), **options)
-    protocol.write_json(json_out, results, config)
-    print(f"\n{FLAGS.study} ablation, {config.algorithm.algorithm} on {config.data.dataset}:")
-    print(ablation.format_report(results))
-    paired_flags.draw("experiments.ablation_plots", results, f"ablate_{FLAGS.study}_{config.data.dataset}.png")
-    print(f"results: {json_out}")
+    paired_flags.report(json_out, results, config,
+                        f"{FLAGS.study} ablation, {config.algorithm.algorithm} on {config.data.dataset}",
+                        ablation.format_report(results),
+                        ("experiments.ablation_plots", f"ablate_{FLAGS.study}_{config.data.dataset}.png"))
 
 
 def run():

@@ -33,10 +33,9 @@ def main(argv):
                                      dataset=config.data.dataset)
     writable_dir(os.path.dirname(os.path.abspath(json_out)), "--json_out")
     results = compare.run(config, seeds, paired_flags.run_cache(), grid, tuned, metric=FLAGS.metric)
-    protocol.write_json(json_out, results, config)
-    print(f"\n{config.algorithm.algorithm} on {config.data.dataset}, {len(seeds)} seeds, {FLAGS.metric}:")
-    print(compare.format_report(results))
-    print(f"results: {json_out}")
+    paired_flags.report(json_out, results, config,
+                        f"{config.algorithm.algorithm} on {config.data.dataset}, {len(seeds)} seeds, {FLAGS.metric}",
+                        compare.format_report(results))
 
 
 def run():

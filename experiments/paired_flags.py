@@ -44,11 +44,17 @@ def check_outputs(json_out):
         writable_dir(FLAGS.plot_dir, "--plot_dir")
 
 
-def draw(module, results, name):
-    """With --plot_dir: the picture of `results` by `module`.draw (imported only then), its path printed."""
-    if FLAGS.plot_dir:
+def report(json_out, results, config, heading, text, picture=None):
+    """Write the study's JSON (with provenance), print `heading` and its report `text`, draw its picture (picture:
+    (plots module, file name), with --plot_dir; the module imported only then) and say where everything went."""
+    protocol.write_json(json_out, results, config)
+    print(f"\n{heading}:")
+    print(text)
+    if picture is not None and FLAGS.plot_dir:
+        module, name = picture
         plots = importlib.import_module(module)
         print(f"picture: {plots.draw(results, os.path.join(FLAGS.plot_dir, name))}")
+    print(f"results: {json_out}")
 
 
 def tuned_lambda_grid(default=()):

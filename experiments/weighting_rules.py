@@ -51,12 +51,10 @@ def main(argv):
     json_out = paired_flags.json_out("out/weighting_rules_{dataset}.json", dataset=config.data.dataset)
     paired_flags.check_outputs(json_out)
     results = weighting_rules.run(config, seeds, paired_flags.run_cache(), lr_grid, metric=FLAGS.metric, **grids)
-    protocol.write_json(json_out, results, config)
-    print(f"\n{config.algorithm.algorithm} on {config.data.dataset}, {config.data.num_labeled} labels, "
-          f"{len(seeds)} seeds, {FLAGS.metric}:")
-    print(weighting_rules.format_report(results))
-    paired_flags.draw("experiments.weighting_rules_plots", results, f"weighting_rules_{config.data.dataset}.png")
-    print(f"results: {json_out}")
+    paired_flags.report(json_out, results, config,
+                        f"{config.algorithm.algorithm} on {config.data.dataset}, {config.data.num_labeled} labels, "
+                        f"{len(seeds)} seeds, {FLAGS.metric}", weighting_rules.format_report(results),
+                        ("experiments.weighting_rules_plots", f"weighting_rules_{config.data.dataset}.png"))
 
 
 def run():

@@ -103,15 +103,13 @@ def make_augmentations(config):
 def make_source(config, data):
     t = config.train
     sizes = (t.labeled_batch, t.unlabeled_batch, t.validation_batch)
+    common = dict(seed=t.seed, validation_draw=t.validation_draw, validation_labeled=config.data.validation_labeled)
     if config.family == "2d":
-        return InMemorySource(data, *sizes, seed=t.seed, validation_draw=t.validation_draw,
-                              validation_labeled=config.data.validation_labeled)
+        return InMemorySource(data, *sizes, **common)
     if config.family == "text":
-        return PairedTextSource(data, *sizes, t.seed, validation_draw=t.validation_draw,
-                                validation_labeled=config.data.validation_labeled)
+        return PairedTextSource(data, *sizes, **common)
     weak, strong, probe = make_augmentations(config)
-    return AugmentedImageSource(data, *sizes, seed=t.seed, weak=weak, strong=strong, probe=probe,
-                                validation_draw=t.validation_draw, validation_labeled=config.data.validation_labeled)
+    return AugmentedImageSource(data, *sizes, weak=weak, strong=strong, probe=probe, **common)
 
 
 def make_model(config, data):

@@ -77,7 +77,7 @@ class AugmentedImageSource(InMemorySource):
         return self._augment(super().outer_batch(outer_step), outer_step, offset=20)
 
     def validation_batch(self, outer_step):
-        batch = super().validation_batch(outer_step)
+        batch = self._validation_rows(outer_step)
         return {"val_x": self.scale(batch["val_x"]), "val_y": batch["val_y"]}
 
     def eval_sets(self):

@@ -70,9 +70,13 @@ class InMemorySource(DataSource):
         ux, ids = self._take(outer_step, _OUTER_UNLABELED, unlabeled_batch, self._unlabeled_x,
                              self._unlabeled_ids)
         return {"labeled_x": lx, "labeled_y": ly, "unlabeled_x": ux, "unlabeled_ids": ids,
-                **InMemorySource.validation_batch(self, outer_step)}
+                **self._validation_rows(outer_step)}
 
     def validation_batch(self, outer_step):
+        return self._validation_rows(outer_step)
+
+    def _validation_rows(self, outer_step):
+        """V' of outer step `outer_step` as stored ({"val_x", "val_y"}); a subclass prepares the rows."""
         validation_batch = self.sizes[2]
         if self.validation_draw == "permutation":
             vx, vy = self._take(outer_step, _VALIDATION, validation_batch, self._val_x, self._val_y)
