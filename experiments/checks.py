@@ -18,11 +18,24 @@ def writable_dir(path, flag="--train_dir"):
     return path
 
 
+def parse_flags(argv):
+    """absl's flag parsing, with a bad flag (an unknown name, a value out of its choices or not a number) as one
+    line `error: ...` and exit code 2, like every other refusal (absl's own prints two lines, exit code 1)."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run_main(main, *errors, **run_kwargs):
-    """absl's app.run(main, **run_kwargs), with ConfigError and `errors` printed as one line
-    `error: ...` and exit code 2: bad input is the user's to fix, and a traceback is for bugs only."""
+    """absl's app.run(main, **run_kwargs), with a bad flag (parse_flags), ConfigError and `errors` printed as one
+    line `error: ...` and exit code 2: bad input is the user's to fix, and a traceback is for bugs only."""
     from absl import app
 
+    run_kwargs.setdefault("flags_parser", parse_flags)
     try:
         app.run(main, **run_kwargs)
     except (ConfigError, *errors) as e:

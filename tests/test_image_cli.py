@@ -53,6 +53,22 @@ def test_a_missing_dataset_is_its_own_error_with_instructions(tmp_path):
     assert not os.path.exists(tmp_path / "r" / "ckpt")
 
 
+def test_a_flag_value_absl_cannot_parse_is_one_line_and_exit_code_2(capsys):
+    """A value out of a flag's choices (or not a number) is refused by the entry points' flag parser like every
+    other bad input: one line, exit code 2 (absl's own parser prints two lines and exits with 1)."""
+    from absl.testing import flagsaver
+
+    from experiments import train  # noqa: F401  (its flags)
+    from experiments.checks import parse_flags
+
+    with flagsaver.flagsaver():
+        with pytest.raises(SystemExit) as caught:
+            parse_flags(["train", "--madam_rows=bogus"])
+    assert caught.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--madam_rows" in lines[0], lines
+
+
 def test_train_refuses_bad_input_through_a_real_process(tmp_path):
     result = run_module("experiments.train", ["--confidence=1.5", f"--train_dir={tmp_path / 'run'}"])
     assert_one_line_error(result, "--confidence must be in [0, 1]")

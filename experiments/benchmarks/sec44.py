@@ -33,7 +33,6 @@ Alg. 1 overhead), the printed report in sec44_report.
 """
 import json
 import os
-import sys
 import time
 
 import tensorflow as tf  # `python -m experiments...` has run experiments/__init__: TF's start-up logs are hidden
@@ -230,17 +229,8 @@ def main(argv):
     print(f"\nresults: {FLAGS.json_out} (total {time.time() - start:.0f}s)")
 
 
-def parse_flags(argv):
-    """absl's parsing, with a bad flag as one line `error: ...` and exit code 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 def run():
-    run_main(main, flags_parser=parse_flags)
+    run_main(main)
 
 
 if __name__ == "__main__":
