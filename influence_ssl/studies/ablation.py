@@ -160,26 +160,31 @@ def run(study, base, seeds, cache, log=print, **options):
         entry["validation_error_curve"] = curve(records)
         finite = [v for v in entry["validation_accuracy"] if np.isfinite(v)]
         entry["validation_accuracy_mean"] = float(np.mean(finite)) if finite else float("nan")
-        if study == "recipe":
-            entry.update(results_lib.lambda_movement([per_seed[s][m.name][2] for s in seeds]))
-            pooled = results_lib.pooled_weights(per_seed, seeds, m.name)
-            if pooled is not None and (m.mirror or m.candidates[0].get("weighting") != "none"):
-                entry["weights"] = results_lib.weight_report(pooled, seeds)["weights"]
-    if study == "recipe":
-        pairs = recipe_pairs(rows)
-    else:  # each row paired against the base run of the same axis value (the same split)
-        pairs = [(m.name, next(b.name for b in rows if b.name.startswith("base") and b.x == m.x))
-                 for m in rows if not m.name.startswith("base")]
-    paired = results_lib.paired_table(summary, pairs)
     out = {"format": results_lib.FORMAT, "study": f"ablation_{study}", "ablation": study, "seeds": list(seeds),
-           "metric": "test_accuracy", "methods": summary, "paired": paired, "config": base.to_dict()}
+           "metric": "test_accuracy", "methods": summary, "config": base.to_dict()}
     if study == "recipe":
+        add_weight_diagnostics(summary, rows, per_seed, seeds)
+        out["paired"] = results_lib.paired_table(summary, recipe_pairs(rows))
         out["paired_auroc"] = recipe_auroc_table(summary)
         return out
+    # Each row paired against the base run of the same axis value (the same split).
+    pairs = [(m.name, next(b.name for b in rows if b.name.startswith("base") and b.x == m.x))
+             for m in rows if not m.name.startswith("base")]
+    out["paired"] = paired = results_lib.paired_table(summary, pairs)
     for a, b in pairs:
         if f"{a} - {b}" in paired:
             summary[a]["paired_vs_base"] = paired[f"{a} - {b}"]
     return out
+
+
+def add_weight_diagnostics(summary, rows, per_seed, seeds):
+    """Per method: how far λ moved, and for learned weights their diagnostics (the recipe study's)."""
+    for m in rows:
+        entry = summary[m.name]
+        entry.update(results_lib.lambda_movement([per_seed[s][m.name][2] for s in seeds]))
+        pooled = results_lib.pooled_weights(per_seed, seeds, m.name)
+        if pooled is not None and (m.mirror or m.candidates[0].get("weighting") != "none"):
+            entry["weights"] = results_lib.weight_report(pooled, seeds)["weights"]
 
 
 def recipe_auroc_table(summary):
