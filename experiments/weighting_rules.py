@@ -5,8 +5,8 @@ r"""The field's weighting rules (SoftMatch, FreeMatch, FlexMatch, UASD) against 
 
 FixMatch (default) or Pseudo-Label on images; every configuration flag of experiments.train applies. ours' η is
 chosen per seed on validation from --weight_lr_grid (default: the grid of --weight_optimizer), FlexMatch's τ
-from --flexmatch_confidence_grid, UASD's threshold from --uasd_threshold_grid, the tuned λ from
---tuned_lambda_grid; SoftMatch and FreeMatch run their defaults. The study is
+from --flexmatch_confidence_grid, UASD's threshold from --uasd_threshold_grid, SoftMatch's and FreeMatch's EMA
+momentum from --weighting_ema_grid, the tuned λ from --tuned_lambda_grid. The study is
 influence_ssl.studies.weighting_rules; every run is kept in --run_cache.
 """
 
@@ -27,13 +27,15 @@ flags.DEFINE_list("uasd_threshold_grid", list(map(str, weighting_rules.DEFAULT_U
                   "UASD's thresholds to choose from per seed on validation.")
 flags.DEFINE_list("flexmatch_confidence_grid", list(map(str, weighting_rules.DEFAULT_FLEXMATCH_CONFIDENCES)),
                   "FlexMatch's τ to choose from per seed on validation.")
+flags.DEFINE_list("weighting_ema_grid", list(map(str, weighting_rules.DEFAULT_WEIGHTING_EMAS)),
+                  "SoftMatch's and FreeMatch's EMA momentum m to choose from per seed on validation.")
 
 
-def threshold_grid(flag):
-    """A grid of thresholds in [0, 1]; ConfigError (one line) otherwise."""
+def unit_grid(flag, what="thresholds in [0, 1]", top_open=False):
+    """A grid of numbers in [0, 1] (or [0, 1)); ConfigError (one line) otherwise."""
     grid = protocol.parse_grid(FLAGS[flag].value, flag)
-    if not grid or max(grid) > 1:
-        raise ConfigError(f"--{flag} must hold thresholds in [0, 1], got {','.join(FLAGS[flag].value)}.")
+    if not grid or max(grid) > 1 or (top_open and max(grid) >= 1):
+        raise ConfigError(f"--{flag} must hold {what}, got {','.join(FLAGS[flag].value)}.")
     return grid
 
 
@@ -45,8 +47,9 @@ def main(argv):
     build.check_inputs(config)
     lr_grid = protocol.weight_lr_grid(FLAGS.weight_lr_grid if FLAGS["weight_lr_grid"].present else ["default"], config)
     grids = dict(tuned_lambda_grid=paired_flags.tuned_lambda_grid(DEFAULT_TUNED_LAMBDA_GRID),
-                 uasd_thresholds=threshold_grid("uasd_threshold_grid"),
-                 flexmatch_confidences=threshold_grid("flexmatch_confidence_grid"))
+                 uasd_thresholds=unit_grid("uasd_threshold_grid"),
+                 flexmatch_confidences=unit_grid("flexmatch_confidence_grid"),
+                 weighting_emas=unit_grid("weighting_ema_grid", "momenta in [0, 1)", top_open=True))
     seeds = paired_flags.seed_list()
     json_out = paired_flags.json_out("out/weighting_rules_{dataset}.json", dataset=config.data.dataset)
     paired_flags.check_outputs(json_out)

@@ -1,5 +1,8 @@
-"""The picture of a weighting-rules JSON (experiments.weighting_rules): on the left each method's test accuracy
-(mean, and every seed as a dot); on the right each method's paired difference from base (mean, 95% CI)."""
+"""The picture of a weighting-rules JSON (experiments.weighting_rules). Top: each method's test accuracy (mean,
+and every seed as a dot) and its paired difference from base (mean, 95% CI). Bottom left: the AUROC of low
+weights for wrong pseudo-labels (and OOD examples where there are any), learned λ (λ) and each run's own mask
+or rule weight (w), every seed a dot. Bottom right: ours' mean λ in the quantile bins of each rule's weight,
+with Spearman's ρ between the two (do they rank the examples alike?)."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,23 +15,28 @@ def draw(results, path):
     methods, config = results["methods"], results["config"]
     names = list(methods)
     y = np.arange(len(names))[::-1]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.45 * len(names) + 2), sharey=True)
+    fig, axes = plt.subplots(2, 2, figsize=(13, 0.45 * len(names) + 7.5),
+                             gridspec_kw={"height_ratios": [len(names), len(results.get("scores", {})) or 1]})
+    (accuracy, paired), (scores, ranks) = axes
     for yi, name in zip(y, names):
         values = 100 * np.asarray(methods[name]["values"], float)
-        left.scatter(values, np.full(len(values), yi), s=12, color="0.6", zorder=1)
-        left.plot(100 * methods[name]["mean"], yi, "o", color="C0", zorder=2)
-    left.set_yticks(y, names, fontsize=9)
-    left.set_xlabel(f"{results['metric']} (%): mean (blue), seeds (grey)")
+        accuracy.scatter(values, np.full(len(values), yi), s=12, color="0.6", zorder=1)
+        accuracy.plot(100 * methods[name]["mean"], yi, "o", color="C0", zorder=2)
+    accuracy.set_yticks(y, names, fontsize=9)
+    accuracy.set_xlabel(f"{results['metric']} (%): mean (blue), seeds (grey)")
     rows = {key.split(" - ")[0]: row for key, row in results["paired"].items()}
     for yi, name in zip(y, names):
         if name in rows:
             row = rows[name]
-            right.errorbar(100 * row["mean"], yi, xerr=[[100 * (row["mean"] - row["ci_low"])],
-                                                        [100 * (row["ci_high"] - row["mean"])]],
-                           fmt="o", capsize=3, color="C3" if row["p_holm"] < 0.05 else "C0")
-    right.axvline(0.0, color="k", lw=0.8)
-    right.set_xlabel("− base, points, paired (95% CI; red: p_holm < 0.05)")
-    for ax in (left, right):
+            paired.errorbar(100 * row["mean"], yi, xerr=[[100 * (row["mean"] - row["ci_low"])],
+                                                         [100 * (row["ci_high"] - row["mean"])]],
+                            fmt="o", capsize=3, color="C3" if row["p_holm"] < 0.05 else "C0")
+    paired.set_yticks(y, names, fontsize=9)
+    paired.axvline(0.0, color="k", lw=0.8)
+    paired.set_xlabel("− base, points, paired (95% CI; red: p_holm < 0.05)")
+    _scores(scores, results.get("scores", {}))
+    _ranks(ranks, results.get("rank_agreement", {}))
+    for ax in (accuracy, paired, scores):
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"weighting rules vs learned λ ({results['ours_recipe']} recipe), "
                  f"{config['algorithm']['algorithm']} on {config['data']['dataset']}, "
@@ -37,3 +45,36 @@ def draw(results, path):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _scores(ax, scores):
+    rows = list(scores)
+    y = np.arange(len(rows))[::-1]
+    for kind, color, shift, label in (("auroc_wrong", "C0", 0.15, "wrong pseudo-labels"),
+                                      ("auroc_ood", "C1", -0.15, "OOD examples")):
+        shown = False
+        for yi, row in zip(y, rows):
+            values = np.asarray(scores[row].get(kind, []), float)
+            values = values[np.isfinite(values)]
+            if len(values):
+                ax.scatter(values, np.full(len(values), yi + shift), s=10, color=color, alpha=0.4)
+                ax.plot(values.mean(), yi + shift, "D", color=color, label=None if shown else label)
+                shown = True
+    ax.axvline(0.5, color="k", lw=0.8)
+    ax.set_yticks(y, rows, fontsize=9)
+    ax.set_xlabel("AUROC of low weights (0.5: chance), per seed and mean")
+    ax.legend(fontsize=8, loc="lower right")
+
+
+def _ranks(ax, agreement):
+    for i, (method, entry) in enumerate(agreement.items()):
+        centres = [(lo + hi) / 2 for lo, hi in entry["weight_bins"]]
+        order = np.argsort(centres)
+        ax.plot(np.arange(len(centres)) + 0.04 * i, np.asarray(entry["lambda_mean_in_bin"])[order], "o-",
+                label=f"{method} (ρ = {entry['spearman_mean']:+.2f})")
+    ax.set_xlabel("quantile bin of the rule's weight (low → high; a 0/1 mask has two)")
+    ax.set_ylabel("ours' mean λ in the bin")
+    ax.set_title("do ours' λ and a rule's weight rank the examples alike?", fontsize=10)
+    ax.grid(alpha=0.3)
+    if agreement:
+        ax.legend(fontsize=8)

@@ -131,7 +131,8 @@ def arrays(seed=0, n=40, ood=False):
     """Per-example arrays of one run (influence_ssl.runs.execute.weight_arrays)."""
     rng = np.random.default_rng(seed)
     return {"lambda": rng.uniform(0, 2, n), "counts": rng.integers(0, 3, n), "wrong": np.arange(n) % 3 == 0,
-            "ood": (np.arange(n) % 2 == 0) if ood else np.zeros(n, bool)}
+            "ood": (np.arange(n) % 2 == 0) if ood else np.zeros(n, bool), "confidence": rng.uniform(0.1, 1, n),
+            "rule_weight": np.ones(n)}
 
 
 class FakeTraining:

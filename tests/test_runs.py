@@ -220,6 +220,7 @@ CHECKS = [
     (["--algorithm=uda", "--uda_confidence_thresh=1"], "--uda_confidence_thresh must be in [0, 1), got 1.0."),
     (["--algorithm=uda", "--uda_softmax_temp=0"], "--uda_softmax_temp must be > 0, got 0.0."),
     (["--weighting_rule=uasd", "--uasd_threshold=1.5"], "--uasd_threshold must be in [0, 1], got 1.5."),
+    (["--weighting_rule=softmatch", "--weighting_ema=1"], "--weighting_ema must be in [0, 1), got 1.0."),
     (["--arch=mlp"], "--arch=mlp does not fit --dataset=digits (use wrn28_2 or small_cnn)."),
     (["--dataset=moons", "--algorithm=fixmatch"], "--dataset=moons runs Pseudo-Label (Sec. 4.1), not "
                                                   "--algorithm=fixmatch."),
@@ -271,6 +272,8 @@ OTHERS = [
     (["--weighting_rule=softmatch", "--confidence=0.9"],
      "--confidence does not apply to --weighting_rule=softmatch: remove it."),
     (["--uasd_threshold=0.5"], "--uasd_threshold does not apply to --weighting_rule=none: remove it."),
+    (["--weighting_rule=flexmatch", "--weighting_ema=0.99"],
+     "--weighting_ema does not apply to --weighting_rule=flexmatch: remove it."),
 ]
 
 

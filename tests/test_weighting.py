@@ -317,6 +317,37 @@ def test_the_flag_builds_the_rule_at_its_defaults():
     assert uasd.rule.probability_sums.shape == (50, 10)
     soft = build.make_algorithm(config_of(["--weighting_rule=softmatch"]), 10, 50).rule
     assert soft.momentum == 0.999 and np.isclose(soft.mean.numpy(), 0.1)
+    for name in ("softmatch", "freematch"):
+        rule = build.make_algorithm(config_of([f"--weighting_rule={name}", "--weighting_ema=0.99"]), 10, 50).rule
+        assert rule.momentum == 0.99
     assert build.make_algorithm(config_of([])).rule is None
     with pytest.raises(ValueError, match="num_classes"):
         build.make_algorithm(config_of(["--weighting_rule=freematch"]))
+
+
+# ------------------------------------------------------------------------------------------- what a run exports
+def test_a_run_exports_the_weight_its_mask_or_rule_gives_each_example():
+    """execute.weight_arrays: the final model's confidence, and the weight of the run's own mask or rule under
+    that model and the rule's final state, against numpy: FixMatch's fixed mask [max p >= τ] and UASD's filter
+    [max of each id's mean recorded prediction >= τ] (the export moves no state)."""
+    from influence_ssl.metrics import softmax
+    from influence_ssl.runs import execute
+
+    config = small_config(steps=30, checkpoint_every=30)
+    data = make_synthetic("moons", 0, num_unlabeled=200, num_test=300)
+    for rule, tau in ((None, 0.9), (UASDFilter(2, 200, threshold=0.8), 0.8)):
+        trainer = moons_trainer(config, rule)
+        trainer.algorithm.threshold = 0.9
+        trainer.run()
+        visits = None if rule is None else rule.visits.numpy().copy()
+        out = execute.weight_arrays(trainer, data)
+        probs = softmax(trainer.logits(np.asarray(data.unlabeled_x)))
+        np.testing.assert_allclose(out["confidence"], probs.max(1), rtol=1e-6)
+        if rule is None:
+            expected = probs.max(1) >= tau
+        else:
+            mean = rule.probability_sums.numpy() / np.maximum(rule.visits.numpy(), 1)[:, None]
+            expected = mean[np.asarray(data.unlabeled_ids)].max(1) >= tau
+            np.testing.assert_array_equal(rule.visits.numpy(), visits)
+        assert 0 < expected.mean() < 1  # the weights tell examples apart
+        np.testing.assert_array_equal(out["rule_weight"], expected.astype(float))

@@ -72,9 +72,9 @@ def make_rule(a, num_classes, num_unlabeled):
     if num_classes is None or num_unlabeled is None:
         raise ValueError(f"--weighting_rule={a.weighting_rule} needs num_classes and num_unlabeled.")
     if a.weighting_rule == "softmatch":
-        return weighting.SoftMatchWeighting(num_classes)
+        return weighting.SoftMatchWeighting(num_classes, momentum=a.weighting_ema)
     if a.weighting_rule == "freematch":
-        return weighting.FreeMatchThresholds(num_classes)
+        return weighting.FreeMatchThresholds(num_classes, momentum=a.weighting_ema)
     if a.weighting_rule == "flexmatch":
         return weighting.FlexMatchThresholds(num_classes, num_unlabeled, threshold=a.confidence)
     return weighting.UASDFilter(num_classes, num_unlabeled, threshold=a.uasd_threshold)

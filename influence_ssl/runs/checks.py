@@ -18,7 +18,7 @@ _TEXT_FLAGS = {"bert_dir", "imdb_dir", "max_seq_length", "aug", "bt_file", "aug_
 _IMAGE_ONLY = {"with_extra", "ood_classes", "ood_fraction", "ood_noise", "augment", "cta_frozen",
                "influence_forward_mode"}
 # The weighting rules are built for the image runs' FixMatch and Pseudo-Label (not UDA's soft targets).
-_RULE_FLAGS = {"weighting_rule", "uasd_threshold"}
+_RULE_FLAGS = {"weighting_rule", "uasd_threshold", "weighting_ema"}
 IGNORED_BY_FAMILY = {
     "image": _TEXT_FLAGS | {"num_unlabeled", "num_test"},
     "2d": _TEXT_FLAGS | _IMAGE_ONLY | _RULE_FLAGS | {"data_dir", "batch", "uratio", "validation_batch", "uda_preset"},
@@ -31,11 +31,11 @@ IGNORED_BY_ALGORITHM = {
 }
 # A rule replaces the fixed mask: --confidence stays only as FlexMatch's τ.
 IGNORED_BY_RULE = {
-    "none": {"uasd_threshold"},
+    "none": {"uasd_threshold", "weighting_ema"},
     "softmatch": {"confidence", "uasd_threshold"},
     "freematch": {"confidence", "uasd_threshold"},
-    "flexmatch": {"uasd_threshold"},
-    "uasd": {"confidence"},
+    "flexmatch": {"uasd_threshold", "weighting_ema"},
+    "uasd": {"confidence", "weighting_ema"},
 }
 
 
@@ -85,6 +85,8 @@ def check_algorithm(config):
         raise ConfigError(f"--uda_softmax_temp must be > 0, got {a.uda_softmax_temp}.")
     if not 0 <= a.uasd_threshold <= 1:
         raise ConfigError(f"--uasd_threshold must be in [0, 1], got {a.uasd_threshold}.")
+    if not 0 <= a.weighting_ema < 1:
+        raise ConfigError(f"--weighting_ema must be in [0, 1), got {a.weighting_ema}.")
 
 
 def check_family(config):

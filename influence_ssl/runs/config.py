@@ -98,6 +98,8 @@ class AlgorithmConfig:
                                  "mean prediction. Its statistics move in θ steps only.", choices=WEIGHTING_RULES)
     uasd_threshold: float = option(0.9, "--weighting_rule=uasd: an unlabeled example counts while the max of its "
                                    "running mean prediction is >= this.")
+    weighting_ema: float = option(0.999, "--weighting_rule=softmatch|freematch: momentum m of the rule's running "
+                                  "statistics (USB's --ema_p; their papers' 0.999).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,7 @@
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from influence_ssl.metrics import softmax
 from influence_ssl.runs import build
@@ -17,19 +18,24 @@ def clean_unlabeled(trainer, data):
 def weight_arrays(trainer, data):
     """Per unlabeled example (rows of data.unlabeled_ids, those with a known label or out of distribution):
     final λ, the number of Λ steps with a non-zero hypergradient, whether the final model's pseudo-label is
-    wrong, and whether it is out of distribution. IMDb's unsup reviews have no label (-1) and are left out;
-    OOD rows (-1 too) stay, and count as wrong pseudo-labels."""
+    wrong, and whether it is out of distribution; the final model's confidence max p, and the weight its
+    algorithm's mask or weighting rule gives the example now ("rule_weight", the state as the run left it).
+    IMDb's unsup reviews have no label (-1) and are left out; OOD rows (-1 too) stay, and count as wrong
+    pseudo-labels."""
     ids = np.asarray(data.unlabeled_ids)
     true_y = np.asarray(data.unlabeled_true_y)
     ood = np.zeros(len(ids), bool) if data.unlabeled_ood is None else np.asarray(data.unlabeled_ood, bool)
     known = (true_y >= 0) | ood
-    probs = softmax(trainer.logits(clean_unlabeled(trainer, data)))
+    logits = trainer.logits(clean_unlabeled(trainer, data))
+    probs = softmax(logits)
+    rule_weight = trainer.algorithm.example_weights(tf.constant(logits, tf.float32), tf.constant(ids))
     table = trainer.weights.to_numpy()
     per_example = trainer.weights.num_examples > 1
     lam = table[ids] if per_example else np.full(len(ids), table[0])
     counts = trainer.weights.counts_numpy()[ids] if per_example else np.zeros(len(ids), np.int64)
     return {"lambda": lam[known], "counts": counts[known], "wrong": (probs.argmax(1) != true_y)[known],
-            "ood": ood[known]}
+            "ood": ood[known], "confidence": probs.max(1)[known],
+            "rule_weight": np.full(len(ids), np.nan)[known] if rule_weight is None else rule_weight.numpy()[known]}
 
 
 def record_of(results, seconds):

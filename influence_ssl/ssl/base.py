@@ -66,6 +66,11 @@ class SSLAlgorithm:
     # the run's checkpoint; None: nothing.
     state = None
 
+    def example_weights(self, logits, ids=None):
+        """w [U]: the weight the unlabeled loss gives each example whose pseudo-labels come from `logits` [U, K]
+        (unlabeled ids [U]), the algorithm's state left as it is; None where it has none."""
+        return None
+
     def losses(self, model, batch, *, training, step, update_state=None):
         """Compute SSLLosses for `batch`, a dict of tensors (keys per algorithm).
 

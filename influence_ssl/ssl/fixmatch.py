@@ -8,12 +8,12 @@ With a weighting rule (influence_ssl.ssl.weighting) the rule's weight w(p_weak, 
 """
 import tensorflow as tf
 
-from influence_ssl.ssl.base import SSLAlgorithm, SSLLosses, forward_concat
+from influence_ssl.ssl.base import SSLLosses, forward_concat
 from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
-from influence_ssl.ssl.weighting import pseudo_label_targets
+from influence_ssl.ssl.weighting import HardPseudoLabels
 
 
-class FixMatch(SSLAlgorithm):
+class FixMatch(HardPseudoLabels):
     """Batch keys: labeled_x, labeled_y, unlabeled_weak, unlabeled_strong (and unlabeled_ids for a rule that
     keeps a record per example).
 
@@ -22,22 +22,15 @@ class FixMatch(SSLAlgorithm):
       rule: a weighting.WeightingRule in place of the fixed mask, or None.
     """
 
-    name = "fixmatch"
+    name, title = "fixmatch", "FixMatch"
 
     def __init__(self, threshold=0.95, rule=None):
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"FixMatch confidence threshold must be in [0, 1], got {threshold}.")
-        self.threshold, self.rule = threshold, rule
-
-    @property
-    def state(self):
-        return self.rule
+        super().__init__(threshold, rule)
 
     def losses(self, model, batch, *, training, step, update_state=None):
         (fx, zx), (fw, zw), (fs, zs) = forward_concat(
             model, [batch["labeled_x"], batch["unlabeled_weak"], batch["unlabeled_strong"]], training)
-        targets, mask = pseudo_label_targets(zw, self.threshold, self.rule, batch.get("unlabeled_ids"),
-                                             training if update_state is None else update_state)
+        targets, mask = self.targets(zw, batch.get("unlabeled_ids"), training if update_state is None else update_state)
         return SSLLosses(
             labeled=sparse_cross_entropy(batch["labeled_y"], zx),
             unlabeled=soft_cross_entropy(targets, zs),

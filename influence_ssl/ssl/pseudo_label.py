@@ -7,31 +7,24 @@ replaces the mask by its weight w(p_θ(u), id).
 """
 import tensorflow as tf
 
-from influence_ssl.ssl.base import SSLAlgorithm, SSLLosses, forward_concat
+from influence_ssl.ssl.base import SSLLosses, forward_concat
 from influence_ssl.ssl.losses import soft_cross_entropy, sparse_cross_entropy
-from influence_ssl.ssl.weighting import pseudo_label_targets
+from influence_ssl.ssl.weighting import HardPseudoLabels
 
 
-class PseudoLabel(SSLAlgorithm):
+class PseudoLabel(HardPseudoLabels):
     """Hard arg-max pseudo-labels on one view `batch["unlabeled_x"]`; threshold τ of the fixed mask, or rule: a
     weighting.WeightingRule in its place (None: the mask)."""
 
-    name = "pseudo_label"
+    name, title = "pseudo_label", "Pseudo-Label"
 
     def __init__(self, threshold=0.0, rule=None):
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"Pseudo-Label threshold must be in [0, 1], got {threshold}.")
-        self.threshold, self.rule = threshold, rule
-
-    @property
-    def state(self):
-        return self.rule
+        super().__init__(threshold, rule)
 
     def losses(self, model, batch, *, training, step, update_state=None):
         (fx, zx), (fu, zu) = forward_concat(model, [batch["labeled_x"], batch["unlabeled_x"]], training)
         # From the same view it trains.
-        targets, mask = pseudo_label_targets(zu, self.threshold, self.rule, batch.get("unlabeled_ids"),
-                                             training if update_state is None else update_state)
+        targets, mask = self.targets(zu, batch.get("unlabeled_ids"), training if update_state is None else update_state)
         return SSLLosses(
             labeled=sparse_cross_entropy(batch["labeled_y"], zx),
             unlabeled=soft_cross_entropy(targets, zu),

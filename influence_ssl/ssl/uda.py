@@ -37,6 +37,11 @@ class UDA(SSLAlgorithm):
         tsa_threshold(tsa, 0, 1, 2)  # validates the schedule name
         self.temperature, self.threshold, self.tsa, self.total_steps = temperature, threshold, tsa, total_steps
 
+    def example_weights(self, logits, ids=None):
+        """The confidence mask [max softmax(z) > β] [U] (the soft targets' only per-example weight)."""
+        return tf.cast(tf.reduce_max(tf.nn.softmax(tf.stop_gradient(logits)), axis=-1) > self.threshold,
+                       logits.dtype)
+
     def losses(self, model, batch, *, training, step, update_state=None):  # no state to update
         (fx, zx), (fw, zw), (fs, zs) = forward_concat(
             model, [batch["labeled_x"], batch["unlabeled_weak"], batch["unlabeled_strong"]], training)
@@ -45,7 +50,7 @@ class UDA(SSLAlgorithm):
         scale = tsa_scale(batch["labeled_y"], zx, eta)
 
         zw = tf.stop_gradient(zw)
-        mask = tf.cast(tf.reduce_max(tf.nn.softmax(zw), axis=-1) > self.threshold, zs.dtype)
+        mask = tf.cast(self.example_weights(zw), zs.dtype)
         targets = tf.nn.softmax(zw / self.temperature) * mask[:, None]
         # KL(t ‖ q) = CE(t, q) - H(t); the mask already zeroes t for masked rows.
         unlabeled = soft_cross_entropy(targets, zs) - entropy(targets)

@@ -17,6 +17,7 @@ TorchSSL models/{softmatch,freematch}/ for the formulas and defaults; yanbeic/ss
 """
 import tensorflow as tf
 
+from influence_ssl.ssl.base import SSLAlgorithm
 from influence_ssl.ssl.losses import hard_pseudo_labels
 
 
@@ -233,3 +234,26 @@ def pseudo_label_targets(logits, threshold, rule=None, ids=None, update_state=Fa
     weights = tf.cast(rule(probs, ids, update_state=update_state), probs.dtype)
     targets = tf.one_hot(tf.argmax(probs, axis=-1), tf.shape(logits)[-1], dtype=probs.dtype)
     return targets * weights[:, None], weights
+
+
+class HardPseudoLabels(SSLAlgorithm):
+    """What FixMatch and Pseudo-Label share: hard arg-max pseudo-labels weighted by the fixed mask [max p >= τ]
+    (`threshold`) or, with `rule` (a WeightingRule), by the rule's weight; the rule is the algorithm's state."""
+
+    title = "Hard pseudo-labels"
+
+    def __init__(self, threshold, rule=None):
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"{self.title} confidence threshold must be in [0, 1], got {threshold}.")
+        self.threshold, self.rule = threshold, rule
+
+    @property
+    def state(self):
+        return self.rule
+
+    def targets(self, logits, ids, update_state):
+        """(targets [U, K], w [U]) of pseudo_label_targets for this algorithm's mask or rule."""
+        return pseudo_label_targets(logits, self.threshold, self.rule, ids, update_state)
+
+    def example_weights(self, logits, ids=None):
+        return self.targets(logits, ids, update_state=False)[1]

@@ -26,8 +26,9 @@ from influence_ssl.runs.provenance import provenance
 @dataclasses.dataclass(frozen=True)
 class Method:
     """A row of a study. candidates: override dicts of the base configuration (by flag name), chosen among on
-    validation; mirror: instead, the chosen overrides of that method with `overrides` on top. `x` places the row
-    on a study's axis (label count, validation size); `paper` names the paper's setting it stands for."""
+    validation; mirror: start from the chosen overrides of that (earlier) method, with `overrides` and then
+    each candidate on top (learned λ over SoftMatch at SoftMatch's chosen momentum, η chosen). `x` places the
+    row on a study's axis (label count, validation size); `paper` names the paper's setting it stands for."""
 
     name: str
     label: str = ""
@@ -134,10 +135,8 @@ def run_seed(base, methods, seed, cache):
     seeded = base.replace(seed=seed)
     out = {}
     for m in methods:
-        if m.mirror:
-            candidates = [{**out[m.mirror][0], **(m.overrides or {})}]
-        else:
-            candidates = [dict(c) for c in m.candidates]
+        start = {**out[m.mirror][0], **(m.overrides or {})} if m.mirror else {}
+        candidates = [{**start, **c} for c in m.candidates]
         tried = [(c, *runs.get(seeded.replace(**c))) for c in candidates]
         out[m.name] = lowest_validation_loss(tried)
     return out, runs.fresh
