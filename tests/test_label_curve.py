@@ -5,6 +5,8 @@ import json
 import pytest
 from conftest import arrays, record, refusal, run_main
 
+from influence_ssl.studies import report
+
 MODULE = "experiments.label_curve"
 
 
@@ -24,6 +26,9 @@ def test_one_base_run_per_count_and_seed_with_the_batch_unchanged(tmp_path, fake
     assert {c.train.weighting for c in fake.trained} == {"none"}
     assert {c.train.labeled_batch for c in fake.trained} == {32}  # the digits preset's, at 10 labels too
     assert data["methods"]["base@20"]["values"] == pytest.approx([0.52, 0.53])
+    assert list(data["paired"]) == ["base@20 - base@10", "base@40 - base@20"]
+    assert data["paired"]["base@40 - base@20"]["mean"] == pytest.approx(0.02)
+    assert report.kind_of("c.json", data) == "label_curve"
     assert "base@40" in stdout and (tmp_path / "plots" / "label_curve_digits.png").stat().st_size > 5_000
     # The same runs again come from the cache.
     run_main(MODULE, ["--dataset=digits", "--algorithm=fixmatch", "--label_counts=10", "--seeds=2",

@@ -31,8 +31,9 @@ def test_tiny_run_writes_every_block_with_positive_times(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
     assert set(data) == {"format", "per_example_gradients", "lambda_step", "lambda_update", "alg1_overhead",
-                         "memory", "settings"}
+                         "memory", "settings", "provenance"}
     assert data["format"] == "influence_ssl.sec44/1"
+    assert "experiments.benchmarks.sec44" in data["provenance"]["command"] and data["provenance"]["versions"]
 
     pergrad = data["per_example_gradients"]
     for method in ("fast", "vmap", "loop", "batched_backward"):
@@ -91,7 +92,7 @@ def test_blocks_flag_runs_only_those_blocks(tmp_path):
     result = run([*TINY, "--blocks=lambda_update", f"--json_out={out}"])
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert set(data) == {"format", "lambda_update", "memory", "settings"}
+    assert set(data) == {"format", "lambda_update", "memory", "settings", "provenance"}
 
 
 @pytest.mark.parametrize("flag, message", [

@@ -11,6 +11,7 @@ and "loop".
     python -m experiments.benchmarks.pergrad_speed --conv_impl=shifted,patches,vmap --methods=layerwise
     python -m experiments.benchmarks.pergrad_speed --mode=layers --batch=16
 """
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,10 +20,12 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from experiments.benchmarks.timing import time_round_robin, xent  # noqa: E402
+from experiments.checks import run_main  # noqa: E402
 from influence_ssl.pergrad import CONV_IMPLS, conv2d_filter_grads, fastest_method, make_per_example_gradients_fn  # noqa: E402
+from influence_ssl.trainer import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "model", ["model", "layers"], "Whole-model timings, or Conv2D filter-gradient alternatives.")
@@ -37,6 +40,10 @@ flags.DEFINE_integer("num_classes", 10, "Classifier outputs.")
 flags.DEFINE_enum("variables", "all", ["all", "head"], "Per-example gradients of all parameters or of the classifier.")
 flags.DEFINE_bool("training", False, "Run BatchNormalization in training mode (only 'fast' allows it).")
 flags.DEFINE_integer("seed", 0, "Random seed of inputs and weights.")
+flags.DEFINE_string("json_out", "", "--mode=model: also write the timings to this JSON (format "
+                    "influence_ssl.pergrad_speed/1, with provenance).")
+
+FORMAT = "influence_ssl.pergrad_speed/1"  # read by experiments.report
 
 
 def wide_resnet(depth=28, width=2, num_classes=10, input_shape=(32, 32, 3)):
@@ -100,10 +107,16 @@ def run_model(batch):
             f"| {name} | {warmup:.1f} | {median * 1e3:.1f} | {np.mean(t) * 1e3:.1f} (±{np.std(t) * 1e3:.1f}) "
             f"| {median / base:.2f} | {vs_fast} |"
         )
+    picks = {}
     if "fast" in FLAGS.methods:
         for impl in FLAGS.conv_impl:  # cached by the timed calls: this only reads the pick
-            pick = fastest_method(model, xent, x, y, variables, FLAGS.training, impl)
+            picks[impl] = pick = fastest_method(model, xent, x, y, variables, FLAGS.training, impl)
             print(f"batch {batch}: 'fast' (conv_impl={impl}) runs '{pick}'")
+    return {"batch": batch, "fast_picks": picks,
+            "methods": {name: {"median_ms": float(np.median(t) * 1e3), "mean_ms": float(np.mean(t) * 1e3),
+                               "std_ms": float(np.std(t) * 1e3), "warmup_s": float(warmup),
+                               "vs_batched_backward": float(np.median(t) / base)}
+                        for name, (warmup, t) in results.items()}}
 
 
 def run_layers():
@@ -138,13 +151,25 @@ def main(argv):
     tf.get_logger().setLevel("ERROR")  # pfor's "Conv2DBackpropFilter uses a while_loop" repeats per layer
     for impl in FLAGS.conv_impl:
         if impl not in CONV_IMPLS:
-            raise app.UsageError(f"--conv_impl {impl!r} not in {CONV_IMPLS}")
+            raise ConfigError(f"--conv_impl {impl!r} not in {CONV_IMPLS}.")
     if FLAGS.mode == "layers":
+        if FLAGS.json_out:
+            raise ConfigError("--json_out applies to --mode=model only.")
         run_layers()
         return
-    for batch in [int(b) for b in FLAGS.batches] or [FLAGS.batch]:
-        run_model(batch)
+    timings = [run_model(batch) for batch in [int(b) for b in FLAGS.batches] or [FLAGS.batch]]
+    if FLAGS.json_out:
+        from influence_ssl.runs.provenance import provenance
+
+        settings = {name: FLAGS[name].value for name in ("methods", "conv_impl", "width", "depth", "num_classes",
+                                                          "variables", "training", "repeats", "seed")}
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json_out)), exist_ok=True)
+        with open(FLAGS.json_out, "w") as f:
+            json.dump({"format": FORMAT, "settings": settings, "batches": timings,
+                       "timing": "median of --repeats interleaved calls after one warm-up call; tf.function",
+                       "provenance": provenance()}, f, indent=2)
+        print(f"results: {FLAGS.json_out}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

@@ -60,6 +60,7 @@ from experiments.benchmarks.sec44_train_blocks import (
 )
 from experiments.benchmarks.timing import fetch, peak_rss_bytes
 from experiments.checks import run_main, writable_dir
+from influence_ssl.runs.provenance import provenance
 from influence_ssl.trainer import ConfigError
 
 BLOCKS = ("per_example_gradients", "lambda_step", "lambda_update", "alg1_overhead")
@@ -223,6 +224,7 @@ def main(argv):
     results["settings"] = {**settings, "total_s": round(time.time() - start, 1),
                            "timing": "median of --repeats calls after one warm-up call; compiled tf.functions; "
                                      "every call's result fetched to numpy"}
+    results["provenance"] = provenance()
     with open(FLAGS.json_out, "w") as f:
         json.dump(results, f, indent=2)
     print("\n" + format_report(results))

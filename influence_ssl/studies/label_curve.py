@@ -1,4 +1,5 @@
 """The base algorithm's accuracy against the number of labels, paired over seeds: where is there headroom?
+Each count is paired against the next smaller one (does accuracy still rise?).
 
 One row per label count (the base algorithm: its fixed mask and λ, no learned weights); the labeled batch stays
 as configured (a labeled set smaller than it repeats within the batch, as FixMatch's and USB's samplers do), so
@@ -30,10 +31,15 @@ def run(base, seeds, cache, label_counts=DEFAULT_LABEL_COUNTS, metric="test_accu
     summary = results_lib.summarize_methods(per_seed, rows, seeds, metric)
     for m in rows:
         summary[m.name]["validation_accuracy"] = [per_seed[s][m.name][1]["validation_accuracy"] for s in seeds]
+    names = [m.name for m in rows]
     return {"format": results_lib.FORMAT, "study": "label_curve", "seeds": list(seeds), "metric": metric,
-            "label_counts": [m.x for m in rows], "methods": summary, "config": base.to_dict()}
+            "label_counts": [m.x for m in rows], "methods": summary,
+            "paired": results_lib.paired_table(summary, list(zip(names[1:], names[:-1]))),
+            "config": base.to_dict()}
 
 
 def format_report(results):
-    """The curve as plain text."""
-    return results_lib.format_methods(results["methods"], results["seeds"], results["metric"])
+    """The curve as plain text, with each count paired against the next smaller one."""
+    return "\n".join([results_lib.format_methods(results["methods"], results["seeds"], results["metric"]), "",
+                      "each count against the next smaller (accuracy points; Holm across these rows):",
+                      results_lib.format_paired(results["paired"])])

@@ -20,8 +20,10 @@ from influence_ssl.trainer.config import HYPERGRADIENT_VARIANTS, TrainConfig
 from influence_ssl.trainer.results import RESULTS_FORMAT as RUN_FORMAT
 
 SEC44_FORMAT = "influence_ssl.sec44/1"  # experiments.benchmarks.sec44
-# A study JSON's "study": compare, synthetic, weighting_rules or ablation_<name> (ablation last: see kind_of).
-STUDIES = ("compare", "synthetic", "weighting_rules", "ablation")
+PERGRAD_SPEED_FORMAT = "influence_ssl.pergrad_speed/1"  # experiments.benchmarks.pergrad_speed
+# A study JSON's "study": compare, synthetic, weighting_rules, label_curve or ablation_<name> (ablation last: see
+# kind_of).
+STUDIES = ("compare", "synthetic", "weighting_rules", "label_curve", "ablation")
 # Keys that only a result JSON has: a JSON holding one of them without a known format is refused.
 RESULT_KEYS = ("methods", "per_example_gradients", "lambda_step", "test_accuracy")
 # What each kind of result must hold to be read.
@@ -55,13 +57,15 @@ def load(path):
 
 
 def kind_of(path, data):
-    """'run', 'sec44', or a study's kind ('compare', 'synthetic', 'ablation') of a result JSON; None for a JSON
-    that is no result (a config, a split, a run cache's record). ResultsError for an unknown or older format."""
+    """'run', 'sec44', 'pergrad_speed' or a study's kind ('compare', 'synthetic', ...) of a result JSON; None for a
+    JSON that is no result (a config, a split, a run cache's record). ResultsError for an unknown or older format."""
     if not isinstance(data, dict):
         return None
     fmt = data.get("format")
     if fmt == SEC44_FORMAT:
         return "sec44"
+    if fmt == PERGRAD_SPEED_FORMAT:
+        return "pergrad_speed"
     if fmt == RUN_FORMAT:
         kind, what = "run", "run"
     elif fmt == STUDY_FORMAT:
@@ -72,8 +76,8 @@ def kind_of(path, data):
                                f"{', '.join(STUDIES[:-1])} and ablation_<name>).")
     elif isinstance(fmt, str) and fmt.startswith("influence_ssl."):
         raise ResultsError(f"{path} has format {fmt!r}, which this report does not read (it reads "
-                           f"{', '.join([RUN_FORMAT, STUDY_FORMAT, SEC44_FORMAT])}): re-run it with this version, "
-                           "or move it out of the results directory.")
+                           f"{', '.join([RUN_FORMAT, STUDY_FORMAT, SEC44_FORMAT, PERGRAD_SPEED_FORMAT])}): re-run it "
+                           "with this version, or move it out of the results directory.")
     elif fmt is None and (os.path.basename(path) == "results.json" or any(k in data for k in RESULT_KEYS)):
         raise ResultsError(f"{path} is a result of an older format (no 'format' key): re-run it with this "
                            "version, or move it out of the results directory.")

@@ -1,0 +1,87 @@
+"""experiments.reproduce: the catalogue, the listing with each study's status, selection, and a quick run of
+one study end to end (real training, 2 seeds, short runs) that a second call skips."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from influence_ssl.studies import reproduce
+from influence_ssl.studies.results import FORMAT
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_catalogue_names_each_study_and_file_once_and_its_modules_exist():
+    names = [e.name for e in reproduce.CATALOGUE]
+    assert len(names) == len(set(names))
+    paths = [e.json_path("results") for e in reproduce.CATALOGUE]
+    assert len(paths) == len(set(paths))
+    for e in reproduce.CATALOGUE:
+        assert os.path.exists(os.path.join(ROOT, *e.module.split(".")) + ".py"), e.module
+        assert e.kind in ("2d", "image", None) and e.minutes > 0
+        assert not any(a.startswith(("--seeds", "--json_out", "--run_cache", "--plot_dir")) for a in e.args)
+    assert set(reproduce.GROUPS) == {"synthetic", "compare", "ablations", "ood", "variants", "recipes",
+                                     "weighting_rules", "speed"}
+
+
+def test_a_study_command_writes_its_json_pictures_and_runs_under_the_root():
+    entry = next(e for e in reproduce.CATALOGUE if e.name == "ood_0.5")
+    argv = entry.command("results", 10, quick=False)
+    assert argv[1:3] == ["-m", "experiments.compare"]
+    assert argv[-4:] == ["--seeds=10", "--json_out=results/ood/ood_0.5.json", "--plot_dir=results/ood",
+                         "--run_cache=results/runs"]
+    quick = entry.command("out/quick", 2, quick=True)
+    assert "--steps=60" in quick and quick[-1] == "--run_cache=out/quick/runs"
+    bench = next(e for e in reproduce.CATALOGUE if e.name == "sec44")
+    assert bench.command("results", 10, quick=False)[-1] == "--json_out=results/speed/sec44.json"
+    assert not any(a.startswith("--seeds") for a in bench.command("results", 10, quick=True))
+
+
+def test_select_by_name_or_group_in_catalogue_order():
+    assert [e.name for e in reproduce.select(["recipe_moons", "synthetic"])] == [
+        "synthetic_moons", "synthetic_circles", "synthetic_linear", "recipe_moons"]
+    assert len(reproduce.select([])) == len(reproduce.CATALOGUE)
+    with pytest.raises(ValueError, match="unknown nope"):
+        reproduce.select(["nope"])
+
+
+def test_status_reads_the_json_format_provenance_and_seeds(tmp_path):
+    entry = next(e for e in reproduce.CATALOGUE if e.name == "synthetic_moons")
+    path = tmp_path / "synthetic" / "synthetic_moons.json"
+    assert reproduce.status(entry, str(tmp_path), 10) == "to run"
+    path.parent.mkdir()
+    for body, expected in [({"format": "influence_ssl.compare/1", "seeds": list(range(10))}, "to run (older format)"),
+                           ({"format": FORMAT, "seeds": list(range(10))}, "to run (older format)"),  # no provenance
+                           ({"format": FORMAT, "seeds": [0, 1, 2], "provenance": {}}, "partial (3 of 10 seeds)"),
+                           ({"format": FORMAT, "seeds": list(range(10)), "provenance": {}}, "done")]:
+        path.write_text(json.dumps(body))
+        assert reproduce.status(entry, str(tmp_path), 10) == expected
+    path.write_text("{not json")
+    assert reproduce.status(entry, str(tmp_path), 10) == "to run (unreadable)"
+
+
+def test_quick_run_of_one_study_then_a_second_call_skips_it(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "experiments.reproduce", "--quick", "--only=synthetic_linear", "--lanes=1"]
+    first = subprocess.run(command, cwd=tmp_path, env={**env, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    written = json.loads((tmp_path / "out" / "quick" / "synthetic" / "synthetic_linear.json").read_text())
+    assert written["format"] == FORMAT and written["seeds"] == [0, 1]
+    assert "experiments.synthetic" in written["provenance"]["command"]
+    assert "--steps=100" in written["provenance"]["command"]
+    assert "synthetic_linear: seed 1:" in first.stdout and "synthetic_linear: finished" in first.stdout
+    assert any(p.endswith(".json") for p in os.listdir(tmp_path / "out" / "quick" / "runs"))
+    second = subprocess.run(command, cwd=tmp_path, env={**env, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0 and "synthetic_linear: done, skipped" in second.stdout
+
+
+def test_a_bad_selection_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--only=nope"], cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"error: --only: unknown nope (studies: --list; groups: {', '.join(reproduce.GROUPS)})."]
