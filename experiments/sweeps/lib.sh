@@ -1,5 +1,6 @@
-# Sourced by the sweep scripts. One TF thread per process: a run then repeats exactly (BUILD_NOTES, "Re-runs
-# differ"), and two lanes side by side overlap one lane's single-threaded tracing with the other's training.
+# Sourced by the sweep scripts. One TF thread per process: a run then repeats exactly
+# (docs/design/studies_and_statistics.md, "Reproducibility"), and two lanes side by side overlap one lane's
+# single-threaded tracing with the other's training.
 # Logs go to out/logs/NAME.log; each finished setting prints one line "TIME NAME rc=CODE".
 # Every run is kept in the run cache results/runs/ (tracked: a sweep spans sessions, and a session's out/ does not
 # survive it), one record per run named by the hash of its configuration: a restarted sweep reads the finished

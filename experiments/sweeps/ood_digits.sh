@@ -5,7 +5,7 @@
 # (both tracked: see lib.sh); a restart reads the finished runs from the cache.
 # Run from the repository root (better: from a worktree frozen at one commit, since AutoGraph re-reads the
 # source while a sweep runs):  bash experiments/sweeps/ood_digits.sh
-# Two lanes run side by side (see lib.sh); the measured time per seed is in BUILD_NOTES.md.
+# Two lanes run side by side (see lib.sh); each run's time is in its record in results/runs/ ("seconds").
 source "$(dirname "$0")/lib.sh"
 compare() { digits_compare results/ood "$@"; }  # compare NAME FLAGS...: one setting, every seed
 

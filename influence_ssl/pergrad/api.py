@@ -3,7 +3,7 @@
 "fast" is the fastest exact method for the model, its variables, the input shapes and the device: the
 paper's "layerwise" method (one batched forward and backward, then per-layer rules; Ren et al. App. B),
 or tf.vectorized_map of batch-of-one passes where that measures at least 10% faster (medians of interleaved
-calls; see BUILD_NOTES for where it does). The choice is measured once per (device kind, model, variables,
+calls; see docs/design/per_example_gradients.md). The choice is measured once per (device kind, model, variables,
 shapes, training), outside any graph being traced, as cuDNN's autotuner does; both give the same numbers up
 to rounding.
 """
@@ -23,7 +23,8 @@ from influence_ssl.pergrad.timing import median_seconds
 
 METHODS = ("fast", "layerwise", "loop", "vmap")
 # vmap replaces the paper's method only when it is clearly faster: on 2 CPU cores the two differ by up to
-# ±20% from one process to the next, either way (BUILD_NOTES), and a pick inside that noise is a coin toss.
+# ±20% from one process to the next, either way (docs/design/per_example_gradients.md), and a pick inside that
+# noise is a coin toss.
 _VMAP_MARGIN = 0.9
 _chosen = weakref.WeakKeyDictionary()  # model -> {(device kind, variables, shapes, training, conv_impl): method}
 

@@ -11,7 +11,7 @@ tf.image.extract_patches + einsum (Opacus' unfold recipe); "vmap" is the paper's
 tf.vectorized_map of Conv2DBackpropFilter, which pfor still lowers to a while_loop in TF 2.21.
 "auto" (the default) measures the three once per (device kind, shapes, stride, padding) and keeps the
 fastest, as cuDNN's autotuner does: which one wins depends on the batch size, the layer and the device
-(measured in BUILD_NOTES). All three are exact; they differ in float rounding only.
+(docs/design/per_example_gradients.md). All three are exact; they differ in float rounding only.
 """
 import tensorflow as tf
 
