@@ -25,7 +25,7 @@ setup(
     extras_require={
         # The text tests run a tiny BERT, so CI needs transformers too (about 15 s more to install).
         "test": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.6", "transformers>=4.57,<5"],
-        # BERT on IMDb (experiments.text_ssl); v5 removed the TensorFlow models.
+        # BERT on IMDb (experiments.train --dataset=imdb); v5 removed the TensorFlow models.
         "text": ["transformers>=4.57,<5"],
     },
 )

@@ -230,8 +230,9 @@ class Trainer:
 
         A stateless source that asks for it (`pipelined`, e.g. augmented images) has its batches made by
         tf.data one step ahead of training, as a Keras fit does; each is still a pure function of its step.
-        Another stateless source is sampled inside the compiled step (cheaper when a batch is a gather: the
-        iterator's per-step cost would dominate); a stateful one (CTAugment) eagerly, step by step."""
+        Another stateless source (CTAugment's, whose rates are variables the step reads) is sampled inside the
+        compiled step (cheaper when a batch is a gather: the iterator's per-step cost would dominate); a
+        stateful one eagerly, step by step."""
         steps = range(first_step, self.config.steps)
         if not self._in_graph_batches:
             return (self.source.train_batch(k) for k in steps)
