@@ -14,6 +14,7 @@ experiments.paper_numbers, the only numbers typed in by hand.
 import collections
 import os
 
+import numpy as np
 from absl import app, flags
 
 from experiments import define_markdown, quiet_absl_info
@@ -21,6 +22,7 @@ from experiments import paper_numbers as paper
 from experiments.checks import run_main, writable_dir
 from influence_ssl.metrics import mean_std
 from influence_ssl.studies.report import (
+    Pair,
     ResultsError,
     Table,
     auroc_cell,
@@ -31,6 +33,7 @@ from influence_ssl.studies.report import (
     ood_share_cell,
     render_markdown,
     render_text,
+    study_pair,
     study_rows,
     table,
 )
@@ -263,10 +266,129 @@ def robustness(found, d):
                  ["row", "setting", "measured", "seeds", "note"], rows)
 
 
+BEYOND = ["row", "setting", "measured", "seeds", "note"]
+
+
+def setting_of(c):
+    """'digits, 20 labels (fixmatch, cta)' of a study's config, with its OOD examples where it has any."""
+    data, a = c["data"], c["algorithm"]
+    what = f"{data['dataset']}, {data['num_labeled']} labels ({a['algorithm']}"
+    what += f", {a['augment']})" if a["algorithm"] == "fixmatch" else ")"
+    if is_ood(c):
+        what += f", {100 * data['ood_fraction']:.0f}% OOD unlabeled"
+    return what
+
+
+def per_seed_cell(values, digits=3):
+    """'mean ± std' of the finite per-seed values, '—' without any."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return "—"
+    mean, std = mean_std(finite)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def recipes(found, d):
+    """The paper's recipe against the authors' code, switch by switch: accuracy paired as the study pairs it,
+    how far λ moved, and AUROC(−λ → wrong pseudo-label) paired as the study pairs it."""
+    tables = []
+    for path, a in found["ablation"]:
+        if a["ablation"] != "recipe":
+            continue
+        setting, methods = setting_of(a["config"]), a["methods"]
+        rows = study_rows(a, setting, note=short(path, d))
+        for row in rows:
+            entry = methods.get(row[0], {})
+            if entry.get("updates_per_example_mean"):
+                q = entry["lambda_change_quantiles"]
+                moved = (f"Λ updates per example {entry['updates_per_example_mean']:.1f}, |λ − 1| median "
+                         f"{q['0.5']:.3f}, 90% {q['0.9']:.3f}, max {q['1.0']:.3f}")
+                row[4] = "; ".join(filter(None, [row[4], moved]))
+        tables.append(table(f"Beyond the paper: the paper's recipe against the authors' code ({setting}), test "
+                            "error (%)", BEYOND, rows,
+                            ["Each switch of the authors' code alone on top of the paper's recipe "
+                             "(docs/deviations.md); the λ histograms are in the study JSON and its PNG."]))
+        aurocs = []
+        for key in a.get("paired_auroc", {}):
+            x, y = key.split(" - ")
+            values = {m: methods[m]["weights"]["auroc_low_weight_vs_wrong_per_seed"] for m in (x, y)}
+            aurocs.append([x, setting, per_seed_cell(values[x]), len(a["seeds"]), "",
+                           Pair(values[x], values[y], y, (a, key, "paired_auroc"), scale=1.0)])
+        if aurocs:
+            tables.append(table(f"Beyond the paper: AUROC(−λ → wrong pseudo-label) by recipe ({setting})", BEYOND,
+                                aurocs, ["AUROC per seed, mean ± std; comparisons in AUROC units."]))
+    return tables
+
+
+def weighting_rules(found, d):
+    """Per setting: test error of each method against base and against ours, then the weights as detectors
+    of wrong pseudo-labels (and OOD examples) against ours' λ, and how alike they rank the examples."""
+    tables = []
+    for path, s in sorted(found["weighting_rules"], key=lambda ps: (is_ood(ps[1]["config"]),
+                                                                     ps[1]["config"]["data"]["num_labeled"])):
+        setting, methods, n = setting_of(s["config"]), s["methods"], len(s["seeds"])
+        tables.append(table(f"Beyond the paper: the field's weighting rules ({setting}), test error (%), "
+                            "against base", BEYOND, study_rows(s, setting, note=short(path, d))))
+        rows = [[name, setting, error_of(methods[name]["values"]), n, "",
+                 study_pair(s, name, "ours", table="paired_vs_ours")]
+                for name in methods if f"{name} - ours" in s["paired_vs_ours"]]
+        tables.append(table(f"Beyond the paper: the field's weighting rules ({setting}), against ours", BEYOND,
+                            rows))
+        for kind, what in (("auroc_wrong", "wrong pseudo-label"), ("auroc_ood", "OOD example")):
+            scores = {row: e for row, e in s.get("scores", {}).items() if kind in e}
+            if not scores:
+                continue
+            paired = s.get("paired_scores", {}).get(kind, {})
+            rows = []
+            for row, entry in scores.items():
+                key = f"{row} - ours λ"
+                pair = (Pair(entry[kind], scores["ours λ"][kind], "ours λ", (s["paired_scores"], key, kind),
+                             scale=1.0) if key in paired else None)
+                note = ""
+                if kind == "auroc_ood":
+                    low, overall = entry["ood_share_lowest_5pct"], entry["ood_share"]
+                    note = (f"OOD share among the lowest 5%: {100 * np.nanmean(low):.1f}% against "
+                            f"{100 * np.nanmean(overall):.1f}% of all")
+                rows.append([row, setting, per_seed_cell(entry[kind]), n, note, pair])
+            notes = ["λ: learned; w: the weight the run's own mask or rule gives each example under its final model. "
+                     "AUROC per seed, mean ± std; comparisons in AUROC units."]
+            if kind == "auroc_wrong" and s.get("rank_agreement"):
+                notes.append("Spearman ρ between ours' λ and each rule's weight (same seed), mean over seeds: "
+                             + ", ".join(f"{m} {e['spearman_mean']:+.3f}" for m, e in s["rank_agreement"].items()))
+            tables.append(table(f"Beyond the paper: low weights as a detector of a {what} ({setting})", BEYOND,
+                                rows, notes))
+    return tables
+
+
+def label_curve(found, d):
+    rows = []
+    for path, s in found["label_curve"]:
+        rows += study_rows(s, setting_of({**s["config"], "data": {**s["config"]["data"], "num_labeled": "n"}}),
+                           note=short(path, d))
+    return table("Beyond the paper: base accuracy against the label count, test error (%)", BEYOND, rows,
+                 ["Each count paired against the next smaller one."])
+
+
+def pergrad_speed(found, d):
+    rows = []
+    for path, b in found["pergrad_speed"]:
+        settings, note = b["settings"], short(path, d)
+        for timing in b["batches"]:
+            for name, m in timing["methods"].items():
+                rows.append([name, f"WRN-{settings['depth']}-{settings['width']}, batch {timing['batch']}",
+                             f"{m['median_ms']:.1f}", f"{m['vs_batched_backward']:.2f}", note])
+                note = ""
+    return Table("Sec. 4.4: per-example gradient speed (this machine's CPUs)",
+                 ["method", "setting", "median ms", "× one batched backward", "note"], rows,
+                 ["Median of interleaved calls after a warm-up, all in one run (the JSON has the spread)."])
+
+
 def build(found, d):
     return [table1(found, d), table2(found, d), table3(found, d), figure3(found, d),
             figure4(found, d, "weighting", "left"), figure4(found, d, "optimizer", "centre"),
-            figure4(found, d, "validation_size", "right"), sec44(found, d), synthetic(found, d), robustness(found, d)]
+            figure4(found, d, "validation_size", "right"), sec44(found, d), pergrad_speed(found, d),
+            synthetic(found, d), robustness(found, d), *recipes(found, d), label_curve(found, d),
+            *weighting_rules(found, d)]
 
 
 def write_markdown(tables, found, path, results_dir):

@@ -234,3 +234,53 @@ def test_a_runs_results_keep_the_final_the_median_of_the_last_20_and_the_best_ap
     assert results["test_accuracy"] == 0.9
     assert results["median_last20_test_accuracy"] == 0.7  # of 10 × 0.5 and 10 × 0.9 (the first left out)
     assert results["test_selected"]["best_test_accuracy"] == 0.9 and results["test_selected"]["evaluations"] == 21
+
+
+def test_the_beyond_the_paper_studies_have_their_tables(tmp_path):
+    """The recipe study (accuracy, λ's movement, AUROC paired as stored), the weighting rules (against base,
+    against ours, low weights as detectors with the OOD share and Spearman's ρ), the label curve and the
+    per-example gradient timings, each in its table with the JSON's own Holm families."""
+    digits = {"dataset": "digits", "algorithm": "fixmatch", "num_labeled": 20}
+    recipe = study("ablation_recipe", {"base": B6, "ours_paper": A6}, [("ours_paper", "base")], digits,
+                   ablation="recipe")
+    recipe["methods"]["ours_paper"].update(updates_per_example_mean=6.5, lambda_change_quantiles={
+        "0.5": 0.02, "0.9": 0.1, "0.99": 0.2, "1.0": 0.3}, weights={"auroc_low_weight_vs_wrong_per_seed": A6})
+    recipe["methods"]["base"]["weights"] = {"auroc_low_weight_vs_wrong_per_seed": B6}
+    recipe["paired_auroc"] = results_lib.paired_table({"ours_paper": {"values": A6}, "base": {"values": B6}},
+                                                      [("ours_paper", "base")])
+    write(tmp_path / "recipes" / "recipe_digits.json", recipe)
+    rules = study("weighting_rules", {"base": B6, "ours": A6, "softmatch": B6}, [("ours", "base"),
+                                                                                ("softmatch", "base")],
+                  {**digits, "ood_classes": (6, 7, 8, 9), "ood_fraction": 0.5})
+    rules["paired_vs_ours"] = results_lib.paired_table(rules["methods"], [("softmatch", "ours")])
+    share = {"ood_share_lowest_5pct": [0.9] * 6, "ood_share": [0.4] * 6}
+    rules["scores"] = {"ours λ": {"auroc_wrong": B6, "auroc_ood": B6, **share},
+                       "softmatch w": {"auroc_wrong": A6, "auroc_ood": A6, **share}}
+    rules["paired_scores"] = {kind: results_lib.paired_table({"softmatch w": {"values": A6}, "ours λ": {"values": B6}},
+                                                             [("softmatch w", "ours λ")])
+                              for kind in ("auroc_wrong", "auroc_ood")}
+    rules["rank_agreement"] = {"softmatch": {"spearman_mean": 0.25}}
+    write(tmp_path / "rules" / "w.json", rules)
+    write(tmp_path / "rules" / "curve.json", study("label_curve", {"base@10": B6, "base@20": A6},
+                                                   [("base@20", "base@10")], {"dataset": "digits"}))
+    write(tmp_path / "speed" / "pergrad.json", {
+        "format": "influence_ssl.pergrad_speed/1", "settings": {"depth": 28, "width": 2},
+        "batches": [{"batch": 16, "methods": {"per-example loop": {"median_ms": 250.0, "vs_batched_backward": 12.5}}}]})
+    r = run_report([str(tmp_path)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout
+    accuracy = section(out, "the authors' code (digits, 20 labels (fixmatch, ra)), test error", "AUROC")
+    line = next(x for x in accuracy.splitlines() if x.startswith("ours_paper"))
+    assert "Λ updates per example 6.5, |λ − 1| median 0.020, 90% 0.100, max 0.300" in line
+    assert "p_holm = 0.03)" in line and "beyond noise" in line  # the study's own single row
+    auroc = section(out, "AUROC(−λ → wrong pseudo-label) by recipe", "base accuracy")
+    assert re.search(r"ours_paper .* base\s+\+0\.020 ± 0\.009\s+0\.0312\s+6/0/0\s+beyond noise", auroc)
+    against_ours = section(out, "weighting rules (digits, 20 labels (fixmatch, ra), 50% OOD unlabeled), against "
+                                "ours", "detector")
+    assert re.search(r"softmatch .* ours\s+-2\.00 ± 0\.89\s+0\.0312\s+0/0/6\s+beyond noise", against_ours)
+    ood = section(out, "detector of a OOD example")
+    assert "OOD share among the lowest 5%: 90.0% against 40.0% of all" in ood
+    assert re.search(r"softmatch w .* ours λ\s+\+0\.020 ± 0\.009\s+0\.0312\s+6/0/0", ood)
+    assert "Spearman ρ between ours' λ and each rule's weight (same seed), mean over seeds: softmatch +0.250" in out
+    assert re.search(r"base@20\s+digits, n labels \(fixmatch, ra\)\s+17\.50 ± 9\.35\s+6 .* base@10\s+\+2\.00", out)
+    assert re.search(r"per-example loop\s+WRN-28-2, batch 16\s+250\.0\s+12\.50", out)

@@ -146,15 +146,16 @@ def ood_share_cell(results):
 
 class Pair(collections.namedtuple("Pair", "a b against source scale", defaults=(None, 100.0))):
     """One comparison: per-seed values a and b on the same seeds (a − b), named `against` b. source: (study
-    JSON, its "paired" key) where the JSON holds this comparison; scale: shown per unit (100: points)."""
+    JSON, key, the JSON's table holding it: "paired" unless named) where the JSON holds this comparison; scale:
+    shown per unit (100: points)."""
 
     __slots__ = ()
 
 
-def study_pair(results, a, b, against=None):
-    """The comparison a − b of two methods of one study JSON."""
+def study_pair(results, a, b, against=None, table="paired"):
+    """The comparison a − b of two methods of one study JSON (held in its table `table`)."""
     methods = results["methods"]
-    return Pair(methods[a]["values"], methods[b]["values"], against or b, (results, f"{a} - {b}"))
+    return Pair(methods[a]["values"], methods[b]["values"], against or b, (results, f"{a} - {b}", table))
 
 
 def holm_family(pairs):
@@ -162,8 +163,8 @@ def holm_family(pairs):
     study JSON's own rows where the comparisons are exactly its "paired" rows, else computed here with Holm
     across `pairs`. None for a comparison without a seed where both values are finite."""
     sources = [p.source for p in pairs]
-    if sources and all(sources) and len({id(s[0]) for s in sources}) == 1:
-        stored = sources[0][0]["paired"]
+    if sources and all(sources) and len({(id(s[0]), _table_of(s)) for s in sources}) == 1:
+        stored = sources[0][0].get(_table_of(sources[0]), {})
         if sorted(s[1] for s in sources) == sorted(stored):
             return [stored[s[1]] for s in sources]
     rows = {}
@@ -174,6 +175,10 @@ def holm_family(pairs):
             rows[i] = stats.paired(a[keep], b[keep])
     table = stats.compare_table(rows)
     return [table.get(i) for i in range(len(pairs))]
+
+
+def _table_of(source):
+    return source[2] if len(source) > 2 else "paired"
 
 
 def comparison_cells(pair, row):

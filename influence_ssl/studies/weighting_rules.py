@@ -130,9 +130,10 @@ def run(base, seeds, cache, weight_lr_grid, tuned_lambda_grid=DEFAULT_TUNED_LAMB
 
 
 def score_names(arrays):
-    """[(row, method, array key)]: the learned λ of the rows that learn it, and every run's own weight."""
+    """[(row, method, array key)]: the learned λ of the rows that learn it, and the weight of base's fixed mask,
+    of each rule and of SoftMatch under ours_softmatch (the other rows' own weight is base's mask again)."""
     rows = [(f"{m} λ", m, "lambda") for m in LEARNED if m in arrays]
-    return rows + [(f"{m} w", m, "rule_weight") for m in arrays]
+    return rows + [(f"{m} w", m, "rule_weight") for m in ("base",) + RULES + ("ours_softmatch",) if m in arrays]
 
 
 def score_table(arrays):
