@@ -71,7 +71,7 @@ def main(argv):
     paired_flags.report(json_out, results, config,
                         f"{FLAGS.study} ablation, {config.algorithm.algorithm} on {config.data.dataset}",
                         ablation.format_report(results),
-                        ("experiments.ablation_plots", f"ablate_{FLAGS.study}_{config.data.dataset}.png"))
+                        "experiments.ablation_plots")
 
 
 def run():

@@ -37,7 +37,7 @@ def main(argv):
     paired_flags.report(json_out, results, config,
                         f"base {config.algorithm.algorithm} on {config.data.dataset} against labels, "
                         f"{len(seeds)} seeds, {FLAGS.metric}", label_curve.format_report(results),
-                        ("experiments.label_curve_plots", f"label_curve_{config.data.dataset}.png"))
+                        "experiments.label_curve_plots")
 
 
 def run():

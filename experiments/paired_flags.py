@@ -44,17 +44,22 @@ def check_outputs(json_out):
         writable_dir(FLAGS.plot_dir, "--plot_dir")
 
 
-def report(json_out, results, config, heading, text, picture=None):
-    """Write the study's JSON (with provenance), print `heading` and its report `text`, draw its picture (picture:
-    (plots module, file name), with --plot_dir; the module imported only then) and say where everything went."""
+def report(json_out, results, config, heading, text, plots_module=None):
+    """Write the study's JSON (with provenance), print `heading` and its report `text`, draw its picture with
+    `plots_module` (imported only then) into --plot_dir, named as the JSON (out/x.json -> PLOT_DIR/x.png), and
+    say where everything went."""
     protocol.write_json(json_out, results, config)
     print(f"\n{heading}:")
     print(text)
-    if picture is not None and FLAGS.plot_dir:
-        module, name = picture
-        plots = importlib.import_module(module)
-        print(f"picture: {plots.draw(results, os.path.join(FLAGS.plot_dir, name))}")
+    if plots_module is not None and FLAGS.plot_dir:
+        plots = importlib.import_module(plots_module)
+        print(f"picture: {plots.draw(results, picture_path(json_out))}")
     print(f"results: {json_out}")
+
+
+def picture_path(json_out):
+    """The picture of the study whose JSON is `json_out`: PLOT_DIR/<its name>.png."""
+    return os.path.join(FLAGS.plot_dir, os.path.splitext(os.path.basename(json_out))[0] + ".png")
 
 
 def tuned_lambda_grid(default=()):

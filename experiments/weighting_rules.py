@@ -57,7 +57,7 @@ def main(argv):
     paired_flags.report(json_out, results, config,
                         f"{config.algorithm.algorithm} on {config.data.dataset}, {config.data.num_labeled} labels, "
                         f"{len(seeds)} seeds, {FLAGS.metric}", weighting_rules.format_report(results),
-                        ("experiments.weighting_rules_plots", f"weighting_rules_{config.data.dataset}.png"))
+                        "experiments.weighting_rules_plots")
 
 
 def run():

@@ -29,7 +29,7 @@ def test_one_base_run_per_count_and_seed_with_the_batch_unchanged(tmp_path, fake
     assert list(data["paired"]) == ["base@20 - base@10", "base@40 - base@20"]
     assert data["paired"]["base@40 - base@20"]["mean"] == pytest.approx(0.02)
     assert report.kind_of("c.json", data) == "label_curve"
-    assert "base@40" in stdout and (tmp_path / "plots" / "label_curve_digits.png").stat().st_size > 5_000
+    assert "base@40" in stdout and (tmp_path / "plots" / "c.png").stat().st_size > 5_000
     # The same runs again come from the cache.
     run_main(MODULE, ["--dataset=digits", "--algorithm=fixmatch", "--label_counts=10", "--seeds=2",
                       f"--json_out={tmp_path}/d.json", "--plot_dir=", f"--run_cache={tmp_path}/cache"])

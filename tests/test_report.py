@@ -192,6 +192,11 @@ def test_the_report_places_every_result_in_its_table(tmp_path):
     assert "Holm across this table's 15 comparisons" in robustness
     markdown = (tmp_path / "md" / "report.md").read_text()
     assert "(ablate_sensitivity_moons.png)" in markdown and (tmp_path / "md" / "ablate_sensitivity_moons.png").exists()
+    assert "under `..`" in markdown and "experiments.report" in markdown  # where from, relative to the markdown
+    # A study's own picture beside its JSON is linked, not drawn again.
+    (tmp_path / "moons.png").write_bytes(b"png")
+    assert run_report([str(tmp_path), f"--markdown={tmp_path}/md/report.md"]).returncode == 0
+    assert "![moons.json](../moons.png)" in (tmp_path / "md" / "report.md").read_text()
 
 
 def imdb_run(weighting, results):
