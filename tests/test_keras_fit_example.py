@@ -1,4 +1,4 @@
-"""examples/keras_fit.py runs and reports the λ it learned; the README shows it as it is."""
+"""examples/keras_fit.py runs and reports the λ it learned; docs/library.md shows it as it is."""
 import os
 import re
 import subprocess
@@ -21,8 +21,8 @@ def test_keras_fit_example_runs_and_moves_lambda():
     assert re.search(r"test accuracy: 0\.[5-9]", result.stdout), result.stdout[-2000:]
 
 
-def test_readme_shows_the_example_as_it_is():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+def test_the_library_document_shows_the_example_as_it_is():
+    with open(os.path.join(ROOT, "docs", "library.md"), encoding="utf-8") as f:
         readme = f.read()
     with open(os.path.join(ROOT, "examples", "keras_fit.py"), encoding="utf-8") as f:
         example = f.read()
