@@ -3,7 +3,7 @@ rows of one table), and the learned weights' diagnostics; one JSON format for ev
 import numpy as np
 
 from influence_ssl import stats
-from influence_ssl.metrics import auroc, count_group_masks, mean_std, weight_diagnostics
+from influence_ssl.metrics import auroc, count_group_masks, lowest_fraction_rate, mean_std, weight_diagnostics
 
 FORMAT = "influence_ssl.study/1"
 
@@ -70,7 +70,8 @@ def weight_report(pooled, seeds):
         out["ood_fraction"] = float(ood.mean())
         out["auroc_low_weight_vs_ood"] = auroc(-lam, ood)
         out["auroc_low_weight_vs_ood_per_seed"] = [auroc(-lam[groups == s], ood[groups == s]) for s in seeds]
-        out["ood_share_lowest_5pct_per_seed"] = [lowest_share(lam[groups == s], ood[groups == s]) for s in seeds]
+        out["ood_share_lowest_5pct_per_seed"] = [lowest_fraction_rate(lam[groups == s], ood[groups == s], 0.05)
+                                                 for s in seeds]
     return out
 
 
@@ -91,12 +92,6 @@ def lambda_movement(arrays, initial=1.0):
             "lambda_change_quantiles": {str(q): float(np.quantile(change, q)) for q in (0.5, 0.9, 0.99, 1.0)},
             "lambda_change_histogram": {"bins": [float(b) for b in LAMBDA_CHANGE_BINS],
                                         "counts": histogram.tolist()}}
-
-
-def lowest_share(lam, flags, fraction=0.05):
-    """The share of flagged rows among the `fraction` lowest λ (ties broken by row order)."""
-    k = max(1, int(round(fraction * len(lam))))
-    return float(np.asarray(flags)[np.argsort(lam, kind="stable")[:k]].mean())
 
 
 def format_methods(summary, seeds, metric):
