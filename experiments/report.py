@@ -42,6 +42,7 @@ FLAGS = flags.FLAGS
 define_markdown()
 
 COLUMNS = ["row", "setting", "paper", "measured", "seeds", "note"]
+GPU_ONLY = "needs a GPU: not run (flag files in experiments/configs/)"
 LABELS = {"uda": "UDA", "fixmatch": "FixMatch", "pseudo_label": "Pseudo-Label"}
 TABLE1_NAMES = {("uda", "none"): "UDA", ("uda", "per_example"): "Ours (UDA)", ("fixmatch", "none"): "FixMatch* (CTA)",
                 ("fixmatch", "per_example"): "Ours (FixMatch, CTA)"}
@@ -90,7 +91,7 @@ def table1(found, d):
     rows = []
     for (row, dataset, labels), value in paper.TABLE1.items():
         cell, n = measured.pop((row, dataset, labels), ("", ""))
-        rows.append([row, f"{dataset}, {labels} labels", paper_cell(value), cell, n, "", None])
+        rows.append([row, f"{dataset}, {labels} labels", paper_cell(value), cell, n, "" if cell else GPU_ONLY, None])
     for (row, dataset, labels), (cell, n) in measured.items():
         rows.append([row, f"{dataset}, {labels} labels", "", cell, n, "not a paper cell", None])
     for path, s in found["compare"]:
@@ -138,7 +139,8 @@ def table2(found, d):
     for row, value in paper.TABLE2.items():
         measured = groups.pop((row, 128), [])
         cells = protocol_cells(measured) if measured else ["", "", ""]
-        rows.append([row, "IMDb, 20 labels, 128 tokens", paper_cell(value), *cells, len(measured) or "", "", None])
+        rows.append([row, "IMDb, 20 labels, 128 tokens", paper_cell(value), *cells, len(measured) or "",
+                     "" if measured else GPU_ONLY, None])
     for (row, length), measured in groups.items():
         rows.append([row, f"IMDb, 20 labels, {length} tokens", "", *protocol_cells(measured), len(measured), "",
                      None])
