@@ -289,3 +289,18 @@ def test_the_beyond_the_paper_studies_have_their_tables(tmp_path):
     assert "Spearman ρ between ours' λ and each rule's weight (same seed), mean over seeds: softmatch +0.250" in out
     assert re.search(r"base@20\s+digits, n labels \(fixmatch, ra\)\s+17\.50 ± 9\.35\s+6 .* base@10\s+\+2\.00", out)
     assert re.search(r"per-example loop\s+WRN-28-2, batch 16\s+250\.0\s+12\.50", out)
+
+
+def test_the_committed_report_is_current(tmp_path):
+    """results/REPORT.md is what experiments.report makes of the committed results (its tables; the header and
+    the figure links name paths relative to the file)."""
+    r = run_report(["results", f"--markdown={tmp_path}/REPORT.md"])
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    def tables(text):
+        return text.split("\n## ", 1)[1].split("\n## Figures", 1)[0]
+
+    with open(os.path.join(ROOT, "results", "REPORT.md"), encoding="utf-8") as f:
+        committed = f.read()
+    assert tables(committed) == tables((tmp_path / "REPORT.md").read_text()), (
+        "results/REPORT.md is stale: python -m experiments.report results --markdown results/REPORT.md")
