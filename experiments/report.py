@@ -385,12 +385,27 @@ def pergrad_speed(found, d):
                  ["Median of interleaved calls after a warm-up, all in one run (the JSON has the spread)."])
 
 
+def madam_epsilon(found, d):
+    rows = []
+    for path, b in found["madam_epsilon"]:
+        m, offset = b["means"], b["settings"]["t_offset"]
+        rows.append([f"t = {offset + 1}..{offset + m['lambda_steps']}", f"{m['mean_abs_g']:.2e}",
+                     f"{m['mean_sqrt_v_hat']:.2e}", f"{100 * m['share_below']['1e-07']:.0f}%",
+                     f"{100 * m['share_below']['1e-08']:.0f}%", f"{m['mean_abs_step']['1e-07']:.2e}",
+                     f"{m['mean_abs_step']['1e-08']:.2e}", f"{m['mean_abs_step']['1e-30']:.2e}", short(path, d)])
+    return Table("Text: M-Adam's ε against the tiny BERT's hypergradients (means over the Λ steps)",
+                 ["Λ steps", "mean |g|", "mean √v̂", "rows √v̂ < 1e-7", "rows √v̂ < 1e-8", "mean |Δλ|, ε = 1e-7",
+                  "ε = 1e-8", "no ε", "note"], rows,
+                 ["experiments.benchmarks.madam_epsilon on a tiny BERT (2 layers, hidden 32) with the Table 2 flags; "
+                  "docs/design/text_path.md reads it."])
+
+
 def build(found, d):
     return [table1(found, d), table2(found, d), table3(found, d), figure3(found, d),
             figure4(found, d, "weighting", "left"), figure4(found, d, "optimizer", "centre"),
             figure4(found, d, "validation_size", "right"), sec44(found, d), pergrad_speed(found, d),
             synthetic(found, d), robustness(found, d), *recipes(found, d), label_curve(found, d),
-            *weighting_rules(found, d)]
+            *weighting_rules(found, d), madam_epsilon(found, d)]
 
 
 def write_markdown(tables, found, path, results_dir):

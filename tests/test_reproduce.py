@@ -23,7 +23,7 @@ def test_the_catalogue_names_each_study_and_file_once_and_its_modules_exist():
         assert e.kind in ("2d", "image", None) and e.minutes > 0
         assert not any(a.startswith(("--seeds", "--json_out", "--run_cache", "--plot_dir")) for a in e.args)
     assert set(reproduce.GROUPS) == {"synthetic", "compare", "ablations", "ood", "variants", "recipes",
-                                     "weighting_rules", "speed"}
+                                     "weighting_rules", "speed", "text"}
 
 
 def test_a_study_command_writes_its_json_pictures_and_runs_under_the_root():

@@ -37,3 +37,14 @@ def test_synthetic_text_has_the_text_paths_shapes_and_a_class_signal():
     assert low_half[data.unlabeled_true_y == 0].mean() > 0.8 > 0.2 > low_half[data.unlabeled_true_y == 1].mean()
     changed = np.mean(data.unlabeled_x != data.unlabeled_aug_x)
     assert 0.03 < changed < 0.12  # 10% of the words redrawn (some to themselves)
+
+
+def test_means_over_lambda_steps_by_hand():
+    rows = [{"mean_abs_g": g, "mean_sqrt_v_hat": v, "share_below": {1e-7: b, 1e-8: b / 2},
+             "mean_abs_step": {1e-7: s, 1e-8: 2 * s, 1e-30: 3 * s}}
+            for g, v, b, s in [(1e-7, 2e-8, 1.0, 1e-3), (3e-7, 4e-8, 0.5, 3e-3)]]
+    out = madam_epsilon.means(rows)
+    assert out["lambda_steps"] == 2 and out["mean_abs_g"] == pytest.approx(2e-7)
+    assert out["share_below"] == pytest.approx({"1e-07": 0.75, "1e-08": 0.375})
+    assert out["mean_abs_step"] == pytest.approx({"1e-07": 2e-3, "1e-08": 4e-3, "1e-30": 6e-3})
+    assert "√v̂ < 1e-7 in 75% of rows" in madam_epsilon.summary(out)

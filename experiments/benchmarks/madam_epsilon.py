@@ -16,6 +16,7 @@ there, to see Λ steps late in a run (e.g. 1700 of a Table 2 run's 1800) without
 Run: python -m experiments.benchmarks.madam_epsilon [--t_offset=1700] [--steps=100]
 """
 import argparse
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -24,6 +25,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+FORMAT = "influence_ssl.madam_epsilon/1"
 EPSILONS = (1e-7, 1e-8, 1e-30)  # the project's default, the authors' code's, and (almost) none
 # The tests' tiny BERT (tests/test_text_bert.py).
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -148,13 +150,21 @@ def measure(args):
     return rows
 
 
-def summary(rows):
-    """One line over all Λ steps: means of the per-step figures."""
-    mean = lambda key, eps=None: np.mean([r[key] if eps is None else r[key][eps] for r in rows])
-    return (f"over {len(rows)} Λ steps: mean|g| {mean('mean_abs_g'):.2e}, mean √v̂ {mean('mean_sqrt_v_hat'):.2e}, "
-            f"√v̂ < 1e-7 in {mean('share_below', 1e-7):.0%} of rows, < 1e-8 in {mean('share_below', 1e-8):.0%}; "
-            f"mean |Δλ| {mean('mean_abs_step', 1e-7):.2e} (ε=1e-7), {mean('mean_abs_step', 1e-8):.2e} (ε=1e-8), "
-            f"{mean('mean_abs_step', 1e-30):.2e} (no ε)")
+def means(rows):
+    """The per-step figures averaged over all Λ steps: {name: value}, by ε where they depend on it."""
+    mean = lambda key, eps=None: float(np.mean([r[key] if eps is None else r[key][eps] for r in rows]))  # noqa: E731
+    return {"lambda_steps": len(rows), "mean_abs_g": mean("mean_abs_g"), "mean_sqrt_v_hat": mean("mean_sqrt_v_hat"),
+            "share_below": {str(eps): mean("share_below", eps) for eps in EPSILONS[:2]},
+            "mean_abs_step": {str(eps): mean("mean_abs_step", eps) for eps in EPSILONS}}
+
+
+def summary(figures):
+    """One line of `means`."""
+    below, step = figures["share_below"], figures["mean_abs_step"]
+    return (f"over {figures['lambda_steps']} Λ steps: mean|g| {figures['mean_abs_g']:.2e}, mean √v̂ "
+            f"{figures['mean_sqrt_v_hat']:.2e}, √v̂ < 1e-7 in {below['1e-07']:.0%} of rows, < 1e-8 in "
+            f"{below['1e-08']:.0%}; mean |Δλ| {step['1e-07']:.2e} (ε=1e-7), {step['1e-08']:.2e} (ε=1e-8), "
+            f"{step['1e-30']:.2e} (no ε)")
 
 
 def main():
@@ -164,10 +174,23 @@ def main():
     parser.add_argument("--num_unlabeled", type=int, default=4096, help="unlabeled reviews (most seen once)")
     parser.add_argument("--length", type=int, default=32, help="tokens per review")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json_out", default="", help="also write the figures to this JSON (with provenance)")
     args = parser.parse_args()
     if min(args.steps, args.num_unlabeled, args.length - 2) < 1 or args.t_offset < 0 or args.length > 64:
         parser.error("--steps, --num_unlabeled >= 1, 3 <= --length <= 64 and --t_offset >= 0.")
-    print(summary(measure(args)))
+    rows = measure(args)
+    figures = means(rows)
+    print(summary(figures))
+    if args.json_out:
+        from influence_ssl.runs.provenance import provenance
+
+        os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
+        steps = [{**r, **{k: {str(e): v for e, v in r[k].items()} for k in r if isinstance(r[k], dict)}}
+                 for r in rows]
+        with open(args.json_out, "w") as f:
+            json.dump({"format": FORMAT, "settings": vars(args), "means": figures, "per_lambda_step": steps,
+                       "provenance": provenance()}, f, indent=2, default=float)
+        print(f"results: {args.json_out}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from influence_ssl.trainer.results import RESULTS_FORMAT as RUN_FORMAT
 
 SEC44_FORMAT = "influence_ssl.sec44/1"  # experiments.benchmarks.sec44
 PERGRAD_SPEED_FORMAT = "influence_ssl.pergrad_speed/1"  # experiments.benchmarks.pergrad_speed
+MADAM_EPSILON_FORMAT = "influence_ssl.madam_epsilon/1"  # experiments.benchmarks.madam_epsilon
+BENCHMARKS = {SEC44_FORMAT: "sec44", PERGRAD_SPEED_FORMAT: "pergrad_speed", MADAM_EPSILON_FORMAT: "madam_epsilon"}
 # A study JSON's "study": compare, synthetic, weighting_rules, label_curve or ablation_<name> (ablation last: see
 # kind_of).
 STUDIES = ("compare", "synthetic", "weighting_rules", "label_curve", "ablation")
@@ -57,15 +59,13 @@ def load(path):
 
 
 def kind_of(path, data):
-    """'run', 'sec44', 'pergrad_speed' or a study's kind ('compare', 'synthetic', ...) of a result JSON; None for a
+    """'run', a benchmark's kind (BENCHMARKS) or a study's ('compare', 'synthetic', ...) of a result JSON; None for a
     JSON that is no result (a config, a split, a run cache's record). ResultsError for an unknown or older format."""
     if not isinstance(data, dict):
         return None
     fmt = data.get("format")
-    if fmt == SEC44_FORMAT:
-        return "sec44"
-    if fmt == PERGRAD_SPEED_FORMAT:
-        return "pergrad_speed"
+    if fmt in BENCHMARKS:
+        return BENCHMARKS[fmt]
     if fmt == RUN_FORMAT:
         kind, what = "run", "run"
     elif fmt == STUDY_FORMAT:
@@ -76,7 +76,7 @@ def kind_of(path, data):
                                f"{', '.join(STUDIES[:-1])} and ablation_<name>).")
     elif isinstance(fmt, str) and fmt.startswith("influence_ssl."):
         raise ResultsError(f"{path} has format {fmt!r}, which this report does not read (it reads "
-                           f"{', '.join([RUN_FORMAT, STUDY_FORMAT, SEC44_FORMAT, PERGRAD_SPEED_FORMAT])}): re-run it "
+                           f"{', '.join([RUN_FORMAT, STUDY_FORMAT, *BENCHMARKS])}): re-run it "
                            "with this version, or move it out of the results directory.")
     elif fmt is None and (os.path.basename(path) == "results.json" or any(k in data for k in RESULT_KEYS)):
         raise ResultsError(f"{path} is a result of an older format (no 'format' key): re-run it with this "
