@@ -43,7 +43,7 @@ def main(argv):
     if seeds < 1 or FLAGS.lanes < 1:
         raise ConfigError(f"--seeds and --lanes must be >= 1, got {seeds} and {FLAGS.lanes}.")
     root = reproduce.QUICK_DIR if FLAGS.quick else reproduce.RESULTS
-    print(reproduce.listing(entries, root, seeds))
+    print(reproduce.listing(entries, root, seeds, FLAGS.quick))
     if FLAGS.list:
         return
     codes = reproduce.run_all(entries, root, seeds, FLAGS.quick, lanes=FLAGS.lanes, rewrite=FLAGS.rewrite,

@@ -86,3 +86,12 @@ def test_a_bad_selection_is_one_line(tmp_path):
                          text=True, timeout=300)
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         f"error: --only: unknown nope (studies: --list; groups: {', '.join(reproduce.GROUPS)})."]
+
+
+def test_the_listing_estimates_what_is_left(tmp_path):
+    entries = reproduce.select(["recipes", "madam_epsilon"])
+    text = reproduce.listing(entries, str(tmp_path), 10)
+    # recipe_moons 3 + recipe_digits 45 minutes a seed, the benchmark 3 minutes in all
+    assert "left: about 8.1 h of one core (4.0 h on 2 cores, two lanes)" in text
+    quick = reproduce.listing(entries, str(tmp_path), 2, quick=True)
+    assert "left: about 0.1 h of one core" in quick  # 2 + 2 + 1 minutes

@@ -24,6 +24,7 @@ RESULTS = "results"
 QUICK_DIR = os.path.join("out", "quick")
 RUN_CACHE = "runs"  # under RESULTS (or QUICK_DIR)
 FULL_SEEDS, QUICK_SEEDS = 10, 2
+QUICK_MINUTES = 1.0  # a seed of a --quick study, or a --quick benchmark, about
 # Short runs for --quick, by problem kind: a few Λ steps after a short warm-up, two evaluations.
 QUICK_FLAGS = {
     "2d": ("--steps=100", "--weight_warmup=20", "--unlabeled_rampup=20", "--eval_every=50", "--log_every=50",
@@ -60,9 +61,10 @@ class Entry:
         return argv + [f"--seeds={seeds}", f"--json_out={self.json_path(root)}",
                        f"--plot_dir={os.path.join(root, self.group)}", f"--run_cache={os.path.join(root, RUN_CACHE)}"]
 
-    def estimate(self, seeds):
-        """Minutes of a full run of this entry at `seeds` seeds."""
-        return self.minutes if self.kind is None else self.minutes * seeds
+    def estimate(self, seeds, quick=False):
+        """Minutes of this entry at `seeds` seeds (quick: QUICK_MINUTES a seed, or a benchmark)."""
+        minutes = QUICK_MINUTES if quick else self.minutes
+        return minutes if self.kind is None else minutes * seeds
 
 
 def _entries():
@@ -160,13 +162,13 @@ def status(entry, root, seeds):
     return "done" if have >= seeds else f"partial ({have} of {seeds} seeds)"
 
 
-def listing(entries, root, seeds):
+def listing(entries, root, seeds, quick=False):
     """Plain text: one line per entry with its estimated time (2 cores, two studies side by side) and status."""
     width = max(len(e.name) for e in entries) + 2
     lines = [f"{'study':<{width}} {'group':<16} {'minutes':>8}  status"]
     for e in entries:
-        lines.append(f"{e.name:<{width}} {e.group:<16} {e.estimate(seeds):8.0f}  {status(e, root, seeds)}")
-    total = sum(e.estimate(seeds) for e in entries if status(e, root, seeds) != "done")
+        lines.append(f"{e.name:<{width}} {e.group:<16} {e.estimate(seeds, quick):8.0f}  {status(e, root, seeds)}")
+    total = sum(e.estimate(seeds, quick) for e in entries if status(e, root, seeds) != "done")
     lines.append(f"left: about {total / 60:.1f} h of one core ({total / 120:.1f} h on 2 cores, two lanes)")
     return "\n".join(lines)
 
@@ -181,7 +183,7 @@ def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs
         if e not in todo:
             log(f"{e.name}: done, skipped")
     codes, start, pending, lock = {}, time.time(), list(todo), threading.Lock()
-    left = [sum(e.estimate(seeds) for e in todo)]
+    left = [sum(e.estimate(seeds, quick) for e in todo)]
 
     def lane():
         while True:
@@ -192,7 +194,7 @@ def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs
             code = _run_one(entry, root, seeds, quick, logs_dir, log)
             with lock:
                 codes[entry.name] = code
-                left[0] -= entry.estimate(seeds)
+                left[0] -= entry.estimate(seeds, quick)
                 log(f"{entry.name}: {'finished' if code == 0 else f'FAILED (exit {code})'} "
                     f"[{(time.time() - start) / 60:.1f} min so far; about {max(left[0], 0) / lanes:.0f} min left]")
 
