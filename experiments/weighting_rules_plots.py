@@ -9,35 +9,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments import study_plots  # noqa: E402
+
 
 def draw(results, path):
     """Write the PNG to `path`; returns path."""
-    methods, config = results["methods"], results["config"]
-    names = list(methods)
-    y = np.arange(len(names))[::-1]
+    config = results["config"]
+    names = list(results["methods"])
     fig, axes = plt.subplots(2, 2, figsize=(13, 0.45 * len(names) + 7.5),
                              gridspec_kw={"height_ratios": [len(names), len(results.get("scores", {})) or 1]})
     (accuracy, paired), (scores, ranks) = axes
-    for yi, name in zip(y, names):
-        values = 100 * np.asarray(methods[name]["values"], float)
-        accuracy.scatter(values, np.full(len(values), yi), s=12, color="0.6", zorder=1)
-        accuracy.plot(100 * methods[name]["mean"], yi, "o", color="C0", zorder=2)
-    accuracy.set_yticks(y, names, fontsize=9)
-    accuracy.set_xlabel(f"{results['metric']} (%): mean (blue), seeds (grey)")
-    rows = {key.split(" - ")[0]: row for key, row in results["paired"].items()}
-    for yi, name in zip(y, names):
-        if name in rows:
-            row = rows[name]
-            paired.errorbar(100 * row["mean"], yi, xerr=[[100 * (row["mean"] - row["ci_low"])],
-                                                         [100 * (row["ci_high"] - row["mean"])]],
-                            fmt="o", capsize=3, color="C3" if row["p_holm"] < 0.05 else "C0")
-    paired.set_yticks(y, names, fontsize=9)
-    paired.axvline(0.0, color="k", lw=0.8)
-    paired.set_xlabel("− base, points, paired (95% CI; red: p_holm < 0.05)")
+    study_plots.accuracy_panel(accuracy, results)
+    study_plots.paired_panel(paired, results["paired"], "− base, points, paired (95% CI; red: p_holm < 0.05)")
     _scores(scores, results.get("scores", {}))
     _ranks(ranks, results.get("rank_agreement", {}))
-    for ax in (accuracy, paired, scores):
-        ax.grid(axis="x", alpha=0.3)
+    scores.grid(axis="x", alpha=0.3)
     fig.suptitle(f"weighting rules vs learned λ ({results['ours_recipe']} recipe), "
                  f"{config['algorithm']['algorithm']} on {config['data']['dataset']}, "
                  f"{config['data']['num_labeled']} labels, {len(results['seeds'])} seeds")

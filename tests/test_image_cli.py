@@ -123,8 +123,9 @@ def test_compare_keeps_ood_rows_caches_every_run_and_a_restart_trains_none(tmp_p
     setting or a hypergradient variant trains again is tests/test_studies.py's, on a fake training.)"""
     cache = tmp_path / "cache"
     tiny = [*TINY, "--ood_classes=6,7,8,9", "--ood_fraction=0.5", "--tuned_lambda_grid=0.5,1", f"--run_cache={cache}"]
-    first = run_main(COMPARE, [*tiny, f"--json_out={tmp_path / 'r.json'}"])
+    first = run_main(COMPARE, [*tiny, f"--json_out={tmp_path / 'r.json'}", f"--plot_dir={tmp_path / 'plots'}"])
     assert re.findall(r"(\d+) run\(s\) trained", first) == ["4"]  # the tuned λ = 1 is the base run
+    assert (tmp_path / "plots" / "r.png").stat().st_size > 10_000  # its picture, named as its JSON
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["ood_fraction"] == pytest.approx(0.5, abs=0.01)
     assert "auroc_low_weight_vs_ood" in results and len(results["auroc_low_weight_vs_ood_per_seed"]) == 1
@@ -138,7 +139,7 @@ def test_compare_keeps_ood_rows_caches_every_run_and_a_restart_trains_none(tmp_p
     for arrays in saved:
         assert arrays["ood"].mean() == pytest.approx(0.5, abs=0.01) and arrays["wrong"][arrays["ood"]].all()
 
-    again = run_main(COMPARE, [*tiny, f"--json_out={tmp_path / 'again.json'}"])
+    again = run_main(COMPARE, [*tiny, f"--json_out={tmp_path / 'again.json'}", "--plot_dir="])
     assert re.findall(r"(\d+) run\(s\) trained", again) == ["0"]
     assert json.loads((tmp_path / "again.json").read_text())["methods"] == results["methods"]
     table = lambda out: [line for line in out.splitlines() if line.startswith(("base ", "ours "))]

@@ -203,7 +203,8 @@ def test_training_through_the_command_line_with_weights(text_inputs, listed_inpu
 def imdb_compare(text_inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("imdb_compare")
     stdout = run_main("experiments.compare", [*tiny_text(text_inputs), "--eval_every=4", "--seeds=1",
-                                              f"--json_out={out}/c.json", f"--run_cache={out}/cache"])
+                                              f"--json_out={out}/c.json", f"--run_cache={out}/cache",
+                                              "--plot_dir="])
     return out, stdout
 
 
