@@ -25,7 +25,7 @@ from influence_ssl.trainer import ConfigError
 FLAGS = flags.FLAGS
 paired_flags.define_plot_dir()
 flags.DEFINE_enum("study", "influence", ablation.STUDIES, "Which ablation of Sec. 4.3.")
-flags.DEFINE_list("label_counts", [], "weighting: labeled-set sizes (default: 20,50,100 digits; 4,10,30 2-D).")
+paired_flags.define_label_counts()  # weighting: default 20,50,100 on digits, 4,10,30 on the 2-D problems
 flags.DEFINE_list("validation_sizes", [], "validation_size: sizes (default: 20,50,100,200,400 digits; "
                   "10,30,100,300 2-D; the paper: 64 ... 5000).")
 flags.DEFINE_list("weight_lr_grids", [], "optimizer: per-optimizer η grids as opt:η1/η2/..., e.g. "

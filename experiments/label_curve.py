@@ -19,7 +19,7 @@ from influence_ssl.trainer import ConfigError
 
 FLAGS = flags.FLAGS
 paired_flags.define_plot_dir()
-flags.DEFINE_list("label_counts", list(map(str, label_curve.DEFAULT_LABEL_COUNTS)), "Labeled-set sizes.")
+paired_flags.define_label_counts()  # default: label_curve.DEFAULT_LABEL_COUNTS
 
 
 def main(argv):
@@ -29,7 +29,8 @@ def main(argv):
         raise ConfigError("--label_counts sets the labeled-set sizes: remove --num_labeled.")
     config = run_flags.from_flags()
     build.check_inputs(config)
-    counts = protocol.parse_grid(FLAGS.label_counts, "label_counts", minimum=1, kind=int)
+    counts = (protocol.parse_grid(FLAGS.label_counts, "label_counts", minimum=1, kind=int)
+              or list(label_curve.DEFAULT_LABEL_COUNTS))
     seeds = paired_flags.seed_list()
     json_out = paired_flags.json_out("out/label_curve_{dataset}.json", dataset=config.data.dataset)
     paired_flags.check_outputs(json_out)

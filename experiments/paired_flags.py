@@ -35,6 +35,13 @@ def define_plot_dir():
         flags.DEFINE_string("plot_dir", "out/plots", "Where the pictures go ('' for none).")
 
 
+def define_label_counts():
+    """--label_counts of the studies over labeled-set sizes (experiments.ablate --study=weighting,
+    experiments.label_curve): defined once per process, empty for the entry point's own default."""
+    if "label_counts" not in FLAGS:
+        flags.DEFINE_list("label_counts", [], "Labeled-set sizes (empty: the entry point's default).")
+
+
 def check_outputs(json_out):
     """--json_out's folder and --plot_dir (when set) writable, or one line, before anything is trained."""
     from experiments.checks import writable_dir

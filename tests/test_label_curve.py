@@ -44,3 +44,15 @@ def test_a_bad_flag_is_refused_in_one_line(tmp_path, fake_training, args, messag
     fake = fake_training(fake_curve)
     assert message in refusal(MODULE, [*args, f"--json_out={tmp_path}/x.json", f"--run_cache={tmp_path}/c"])
     assert not fake.trained
+
+
+def test_the_label_counts_flag_is_shared_with_the_ablations_in_one_process(tmp_path, fake_training):
+    """experiments.ablate defines --label_counts too: both entry points in one process (as in a test worker)
+    must not define it twice; without a value the curve runs its default counts."""
+    import experiments.ablate  # noqa: F401
+    import experiments.label_curve  # noqa: F401
+
+    fake = fake_training(fake_curve)
+    run_main(MODULE, ["--dataset=digits", "--seeds=1", f"--json_out={tmp_path}/c.json", "--plot_dir=",
+                      f"--run_cache={tmp_path}/cache"])
+    assert sorted(c.data.num_labeled for c in fake.trained) == [10, 20, 40, 80, 160]
