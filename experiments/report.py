@@ -31,6 +31,7 @@ from influence_ssl.studies.report import (
     error,
     error_of,
     ood_share_cell,
+    per_seed_cell,
     render_markdown,
     render_text,
     study_pair,
@@ -279,15 +280,6 @@ def setting_of(c):
     if is_ood(c):
         what += f", {100 * data['ood_fraction']:.0f}% OOD unlabeled"
     return what
-
-
-def per_seed_cell(values, digits=3):
-    """'mean ± std' of the finite per-seed values, '—' without any."""
-    finite = [v for v in values if v is not None and np.isfinite(v)]
-    if not finite:
-        return "—"
-    mean, std = mean_std(finite)
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def recipes(found, d):

@@ -121,15 +121,21 @@ def error_of(values):
     return error(*mean_std(finite)) if finite else "—"
 
 
+def per_seed_cell(values, digits=3):
+    """'mean ± std' of the finite per-seed values, '—' without any."""
+    finite = [v for v in values or [] if v is not None and np.isfinite(v)]
+    if not finite:
+        return "—"
+    mean, std = mean_std(finite)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def auroc_cell(pooled, per_seed=None):
     """'pooled (per-seed mean ± std)' of an AUROC, '—' where there is none."""
     if pooled is None:
         return "—"
-    finite = [a for a in per_seed or [] if a is not None and np.isfinite(a)]
-    if not finite:
-        return f"{pooled:.3f}"
-    mean, std = mean_std(finite)
-    return f"{pooled:.3f} ({mean:.3f} ± {std:.3f})"
+    spread = per_seed_cell(per_seed)
+    return f"{pooled:.3f}" if spread == "—" else f"{pooled:.3f} ({spread})"
 
 
 def ood_share_cell(results):
