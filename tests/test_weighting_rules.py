@@ -143,6 +143,7 @@ def test_the_weights_as_detectors_and_their_rank_agreement_with_ours(study):
     assert ranks["uasd"]["count_in_bin"] == [int((~wrong).sum()), int(wrong.sum())]
     assert ranks["uasd"]["lambda_mean_in_bin"] == pytest.approx([lam[~wrong].mean(), lam[wrong].mean()])
     assert "flexmatch w" in stdout and "softmatch  ρ = +1.000" in stdout
+    assert "learned λ (ours): wrong pseudo-labels" in stdout
 
 
 def test_pseudo_label_is_a_base_the_rules_apply_to(tmp_path, fake_training):

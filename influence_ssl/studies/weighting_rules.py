@@ -231,6 +231,11 @@ def format_report(results):
              results_lib.format_paired(results["paired_vs_ours"])]
     for name, flag in CHOSEN.items():
         lines.append(f"{name}: {flag} chosen per seed {results['methods'][name][f'{flag}_per_seed']}")
+    w = results.get("weights")
+    if w:
+        lines.append(f"learned λ (ours): wrong pseudo-labels {100 * w['wrong_pseudo_label_rate_all']:.1f}% overall vs "
+                     f"{100 * w['wrong_pseudo_label_rate_lowest_5pct']:.1f}% among the lowest 5% of λ; AUROC of -λ "
+                     f"{w['auroc_low_weight_vs_wrong']:.3f} pooled")
     lines += ["", "low weights as a detector (AUROC, mean over seeds; λ: learned, w: the run's own mask or rule):"]
     for row, entry in results["scores"].items():
         ood = ""
