@@ -22,6 +22,9 @@ def split(seed, num):
     return tf.unstack(seeds, num=num)
 
 
+# The augmentations have no Python control flow on tensors: AutoGraph's conversion of them would only cost
+# tracing time (it was most of a step's tracing).
+@tf.autograph.experimental.do_not_convert
 def map_batch(fn, images, seed):
     """Apply fn(image, seed) to each image of [B, H, W, C] with per-image seeds split from `seed`."""
     images = tf.convert_to_tensor(images, tf.float32)

@@ -208,6 +208,7 @@ class CTAugment(tf.Module):
         """augment over [B, H, W, C] with per-image seeds split from `seed`."""
         return map_batch(self.augment, images, seed)
 
+    @tf.autograph.experimental.do_not_convert  # as map_batch
     def probe_batch(self, images, seed):
         """probe over [B, H, W, C]: (images, op indices [B, depth], values [B, depth, 2])."""
         images = tf.convert_to_tensor(images, tf.float32)

@@ -106,6 +106,7 @@ class WeightedSSLModel(keras.Model):
         index = batch_indices(outer_step, self._validation_batch, int(self._val_y.shape[0]), self._seed, 0)
         return {"val_x": tf.gather(self._val_x, index), "val_y": tf.gather(self._val_y, index)}
 
+    @tf.autograph.experimental.do_not_convert  # no Python control flow on tensors (explicit tf.cond)
     def train_step(self, batch):
         """A θ step on `batch` (a dict from ssl_dataset), then, when due, a Λ step on its D', U' and a V'."""
         alg1 = self.alg1

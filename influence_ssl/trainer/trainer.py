@@ -14,6 +14,8 @@ step counter are one tf.train.Checkpoint. So a run resumed from any checkpoint e
 uninterrupted one does. Checkpoints, evaluations, logs and the divergence check are callbacks of the loop
 (callbacks.py).
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -110,16 +112,19 @@ class Trainer:
         # A source whose batches are pure functions of the step number: θ batches as train_batches says
         # (a prefetching tf.data pipeline or inside the step), Λ batches sampled inside the compiled Λ step.
         self._in_graph_batches = bool(source.stateless)
+        # The steps hold no Python control flow on tensors (tf.cond and tf.while_loop are explicit), so they
+        # are traced without AutoGraph, whose source conversion was most of the tracing time. XLA compiles
+        # the θ update only: batch sampling and augmentation stay outside (RandomIndexShuffle has no XLA
+        # kernel).
+        compiled = functools.partial(tf.function, autograph=False)
         theta_update = self.steps.theta_update
-        # XLA compiles the θ update only: batch sampling and augmentation stay outside (RandomIndexShuffle
-        # has no XLA kernel).
-        self._theta_update = tf.function(theta_update, jit_compile=True) if config.jit_compile else theta_update
-        self._train_step = tf.function(self._distributed_train_step)
-        self._outer_step = tf.function(lambda batch: self.steps.outer_update(self._outer_batch(batch)))
-        self._hypergradient = tf.function(lambda batch: self.steps.hypergradient(self._outer_batch(batch)))
-        self._theta_batch_hypergradient = tf.function(
+        self._theta_update = compiled(theta_update, jit_compile=True) if config.jit_compile else theta_update
+        self._train_step = compiled(self._distributed_train_step)
+        self._outer_step = compiled(lambda batch: self.steps.outer_update(self._outer_batch(batch)))
+        self._hypergradient = compiled(lambda batch: self.steps.hypergradient(self._outer_batch(batch)))
+        self._theta_batch_hypergradient = compiled(
             lambda batch, k: self.steps.hypergradient(self._theta_outer_batch(batch, k)))
-        self._weight_update = tf.function(self.steps.weight_update)
+        self._weight_update = compiled(self.steps.weight_update)
         self._predict = None  # compiled on first use, for any batch size
         self.history = []  # evaluations: {"step", "<set>": accuracy, ...}, kept across resumes
         self.validation_loss = None  # of the last evaluation
@@ -238,7 +243,8 @@ class Trainer:
             return (self.source.train_batch(k) for k in steps)
         if not self.source.pipelined:
             return (tf.constant(k, tf.int64) for k in steps)
-        data = tf.data.Dataset.range(first_step, self.config.steps).map(self.source.train_batch)
+        sample = tf.autograph.experimental.do_not_convert(self.source.train_batch)
+        data = tf.data.Dataset.range(first_step, self.config.steps).map(sample)
         return iter(data.prefetch(1))
 
     def _batch(self, sample, index):
