@@ -14,7 +14,7 @@ from influence_ssl.data import make_synthetic
 from influence_ssl.influence import InfluenceOptions
 from influence_ssl.models import two_layer_mlp
 from influence_ssl.optimizers import MaskedAdam
-from influence_ssl.ssl import PseudoLabel
+from influence_ssl.ssl import PseudoLabel, SoftMatchWeighting
 from influence_ssl.trainer import ConfigError, WeightedSSLModel, ssl_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +30,7 @@ import tf_keras as keras
 from influence_ssl.data import make_synthetic
 from influence_ssl.models import two_layer_mlp
 from influence_ssl.optimizers import MaskedAdam
-from influence_ssl.ssl import PseudoLabel
+from influence_ssl.ssl import PseudoLabel, SoftMatchWeighting
 from influence_ssl.trainer import DataSource, TrainConfig, Trainer, WeightedSSLModel, ssl_dataset
 
 data = make_synthetic("moons", 0, num_unlabeled=120, num_test=50)
@@ -97,11 +97,11 @@ def test_fit_gives_the_trainers_theta_and_lambda_on_the_same_data():
     assert out["lambda_max_abs_diff"] < 1e-5
 
 
-def moons_model(val_x=None, **overrides):
+def moons_model(val_x=None, algorithm=None, **overrides):
     data = make_synthetic("moons", 0, num_unlabeled=60, num_test=10)
     settings = dict(inner_steps=5, weight_optimizer=MaskedAdam(0.05), weight_decay=1e-3)
     validation = (data.val_x if val_x is None else val_x, data.val_y)
-    model = WeightedSSLModel(two_layer_mlp(hidden_units=16, seed=0), PseudoLabel(), validation, 60,
+    model = WeightedSSLModel(two_layer_mlp(hidden_units=16, seed=0), algorithm or PseudoLabel(), validation, 60,
                              **{**settings, **overrides})
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     labeled = tf.data.Dataset.from_tensor_slices((data.labeled_x, data.labeled_y)).repeat().batch(10)
@@ -135,25 +135,33 @@ class CountBatches(keras.callbacks.Callback):
 
 
 def state(model):
-    """θ (and the θ optimizer's slots), λ, M-Adam's counter and moments, the step counter."""
+    """θ (and the θ optimizer's slots), λ, M-Adam's counter and moments, the step counter, the rule's statistics."""
     return {"theta": [w.numpy() for w in model.classifier.weights + model.optimizer.variables()],
             "lambda": model.example_weights.to_numpy(), "step": int(model.step.numpy()),
-            "madam": [v.numpy() for v in model.example_weights.optimizer.variables()]}
+            "madam": [v.numpy() for v in model.example_weights.optimizer.variables()],
+            "rule": [v.numpy() for v in model.alg1.algorithm.rule.variables]}
 
 
-def test_backup_and_restore_resumes_theta_lambda_and_madam_as_if_never_interrupted(tmp_path):
-    whole, data = moons_model()
+def softmatch_pseudo_label():
+    """Pseudo-Label weighted by SoftMatch's rule: statistics that change every θ step and must be restored."""
+    return PseudoLabel(rule=SoftMatchWeighting(2, momentum=0.9))
+
+
+def test_backup_and_restore_resumes_theta_lambda_madam_and_the_rule_as_if_never_interrupted(tmp_path):
+    whole, data = moons_model(algorithm=softmatch_pseudo_label())
     whole.fit(data, epochs=4, verbose=0, callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "whole")),
                                                     keras.callbacks.TensorBoard(str(tmp_path / "tb"))])
     expected = state(whole)
     assert expected["step"] == 40 and int(whole.example_weights.optimizer.iterations) == 8
     assert np.abs(expected["lambda"] - 1.0).max() > 1e-3
 
-    broken, data = moons_model()
+    assert float(whole.alg1.algorithm.rule.mean.numpy()) != 0.5  # the rule's statistics moved
+
+    broken, data = moons_model(algorithm=softmatch_pseudo_label())
     with pytest.raises(Killed):  # in epoch 2: the backup holds the end of epoch 1
         broken.fit(data, epochs=4, verbose=0,
                    callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "resumed")), KillAt(2, 3)])
-    resumed, data = moons_model()
+    resumed, data = moons_model(algorithm=softmatch_pseudo_label())
     counter = CountBatches()
     resumed.fit(data, epochs=4, verbose=0,
                 callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "resumed")), counter])
@@ -161,7 +169,7 @@ def test_backup_and_restore_resumes_theta_lambda_and_madam_as_if_never_interrupt
     got = state(resumed)
     assert got["step"] == expected["step"]
     np.testing.assert_array_equal(got["lambda"], expected["lambda"])
-    for key in ("theta", "madam"):
+    for key in ("theta", "madam", "rule"):
         assert len(got[key]) == len(expected[key])
         for a, b in zip(got[key], expected[key]):
             np.testing.assert_array_equal(a, b, err_msg=key)

@@ -8,9 +8,10 @@
 
 `train_step` is the Trainer's (steps.Alg1Steps, one engine): a θ step on the λ-weighted loss every step, and
 after warm-up, every N θ steps, a Λ step on the same batch's D' and U' and a validation batch V'. λ, its
-optimizer's state (M-Adam's moments) and the step counters are tracked by the model, so Keras' callbacks see
-them: BackupAndRestore restores them with θ, TensorBoard logs the step's metrics, TerminateOnNaN stops a run
-whose loss, or whose hypergradient, became NaN/Inf (the reported loss is NaN from then on). Keras'
+optimizer's state (M-Adam's moments), the step counters and the algorithm's state (a weighting rule's
+statistics) are tracked by the model, so Keras' callbacks see them: BackupAndRestore restores them with θ,
+TensorBoard logs the step's metrics, TerminateOnNaN stops a run whose loss, or whose hypergradient, became
+NaN/Inf (the reported loss is NaN from then on). Keras'
 `validation_data` keeps its usual meaning (compile with a loss to use it); V is the wrapper's own.
 """
 import dataclasses
@@ -86,6 +87,8 @@ class WeightedSSLModel(keras.Model):
                               decayed=decayed_variables(classifier, weight_decay_on))
         # Tracked by the model, hence saved by BackupAndRestore and save_weights with θ and Λ.
         self.step, self.bad_step = self.alg1.step, self.alg1.bad_step
+        if getattr(algorithm, "state", None) is not None:  # e.g. a weighting rule's statistics
+            self.algorithm_state = algorithm.state
         self.lambda_movement = self.alg1.lambda_movement
         self._val_x, self._val_y = (tf.constant(a) for a in validation)
         self._validation_batch, self._seed = validation_batch, seed
