@@ -103,20 +103,23 @@ def test_the_sensitivity_grid_is_the_papers_relative_to_the_run_defaults():
     assert methods[0].name == "base" and methods[-1].mirror == "N=10,eta=0.04"
 
 
-def test_smaller_labeled_and_validation_sets_shrink_the_image_batches_only():
+def test_a_smaller_labeled_set_keeps_the_batches_and_a_smaller_validation_set_shrinks_its_own():
+    """The labeled set repeats within a batch where it is smaller (as FixMatch at 40 labels with batch 64), so
+    only the label count changes; a Λ step's V' is drawn without replacement and must fit."""
     digits = presets.resolve({"dataset": "digits"})  # batch 32, μ·B = 96, validation batch 200
-    assert ablate.sized(digits, num_labeled=20) == {"num_labeled": 20, "batch": 20, "uratio": 5}
-    assert ablate.sized(digits, num_labeled=100) == {"num_labeled": 100, "batch": 32, "uratio": 3}
+    assert ablate.sized(digits, num_labeled=20) == {"num_labeled": 20}
+    assert ablate.sized(digits, num_labeled=100) == {"num_labeled": 100}
     assert ablate.sized(digits, num_validation=50) == {"num_validation": 50, "validation_batch": 50}
     moons = presets.resolve({"dataset": "moons"})  # full batches follow the sizes
     assert ablate.sized(moons, num_labeled=4, num_validation=10) == {"num_labeled": 4, "num_validation": 10}
     assert moons.replace(**ablate.sized(moons, num_labeled=4)).train.labeled_batch == 4
 
 
-def test_a_digits_study_runs_uda_with_batches_that_fit_each_label_count(tmp_path, fake_training):
-    """Sec. 4.3 runs UDA on images ("All the experiments are conducted using ... the UDA baseline"); with fewer labels
-    the labeled batch shrinks and the unlabeled batch stays near μ·B. On a fake training (the image path trains for
-    real in tests/test_image_cli.py): every run it would train passes the checks against the digits split."""
+def test_a_digits_study_runs_uda_with_the_same_batches_at_every_label_count(tmp_path, fake_training):
+    """Sec. 4.3 runs UDA on images ("All the experiments are conducted using ... the UDA baseline"); every label
+    count keeps the batches (20 labels repeat within a labeled batch of 32). On a fake training (the image path
+    trains for real in tests/test_image_cli.py): every run it would train passes the checks against the digits
+    split."""
     from influence_ssl.runs import checks
 
     fake = fake_training()
@@ -126,13 +129,11 @@ def test_a_digits_study_runs_uda_with_batches_that_fit_each_label_count(tmp_path
     data = json.loads((tmp_path / "w.json").read_text())
     assert data["config"]["algorithm"]["algorithm"] == "uda" and data["config"]["train"]["labeled_batch"] == 32
     assert set(data["methods"]) == {f"{m}@{n}" for m in ("base", "single", "ours", "reversed") for n in (20, 100)}
-    assert data["methods"]["ours@20"]["chosen"] == [{"weighting": "per_example", "num_labeled": 20, "batch": 20,
-                                                     "uratio": 5}]
+    assert data["methods"]["ours@20"]["chosen"] == [{"weighting": "per_example", "num_labeled": 20}]
     for config in fake.trained:
         assert config.algorithm.algorithm == "uda" and config.train.eval_every == 100
         checks.check(config)  # the batches fit the labeled, unlabeled and validation sets
-        assert (config.train.labeled_batch, config.train.unlabeled_batch) == (
-            (20, 100) if config.data.num_labeled == 20 else (32, 96))
+        assert (config.train.labeled_batch, config.train.unlabeled_batch) == (32, 96)
 
 
 def test_the_2d_problems_keep_pseudo_label_with_a_validation_point_every_50_steps(tmp_path, fake_training):

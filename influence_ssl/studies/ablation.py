@@ -30,14 +30,12 @@ OURS = {"weighting": "per_example"}
 
 
 def sized(base, num_labeled=None, num_validation=None):
-    """Overrides for a labeled / validation size: on images the batches shrink to fit and the unlabeled batch
-    stays; the 2-D problems train on full batches anyway."""
+    """Overrides for a labeled / validation size. The batches stay (a labeled set smaller than its batch repeats
+    within it, as FixMatch's at 40 labels does), so that only the size changes; on images a validation batch
+    shrinks to fit (a Λ step draws V' without replacement). The 2-D problems train on full batches anyway."""
     out = {}
     if num_labeled is not None:
         out["num_labeled"] = num_labeled
-        if base.family != "2d":
-            batch = min(base.train.labeled_batch, num_labeled)
-            out.update(batch=batch, uratio=max(1, round(base.train.unlabeled_batch / batch)))
     if num_validation is not None:
         out["num_validation"] = num_validation
         if base.family != "2d":
