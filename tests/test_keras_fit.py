@@ -30,7 +30,7 @@ import tf_keras as keras
 from influence_ssl.data import make_synthetic
 from influence_ssl.models import two_layer_mlp
 from influence_ssl.optimizers import MaskedAdam
-from influence_ssl.ssl import PseudoLabel, SoftMatchWeighting
+from influence_ssl.ssl import PseudoLabel
 from influence_ssl.trainer import DataSource, TrainConfig, Trainer, WeightedSSLModel, ssl_dataset
 
 data = make_synthetic("moons", 0, num_unlabeled=120, num_test=50)
@@ -154,8 +154,7 @@ def test_backup_and_restore_resumes_theta_lambda_madam_and_the_rule_as_if_never_
     expected = state(whole)
     assert expected["step"] == 40 and int(whole.example_weights.optimizer.iterations) == 8
     assert np.abs(expected["lambda"] - 1.0).max() > 1e-3
-
-    assert float(whole.alg1.algorithm.rule.mean.numpy()) != 0.5  # the rule's statistics moved
+    assert float(whole.alg1.algorithm.rule.mean.numpy()) != 0.5  # the rule's statistics moved from 1/C
 
     broken, data = moons_model(algorithm=softmatch_pseudo_label())
     with pytest.raises(Killed):  # in epoch 2: the backup holds the end of epoch 1
