@@ -377,6 +377,20 @@ def pergrad_speed(found, d):
                  ["Median of interleaved calls after a warm-up, all in one run (the JSON has the spread)."])
 
 
+def augment_speed(found, d):
+    rows = []
+    for path, b in found["augment_speed"]:
+        note = short(path, d)
+        for setting in b["results"]:
+            for name, m in setting["augmentations"].items():
+                rows.append(["×".join(map(str, setting["shape"])), name, f"{m['per_image']['median_ms']:.2f}",
+                             f"{m['batched']['median_ms']:.2f}", f"{m['per_image_over_batched']:.1f}", note])
+                note = ""
+    return Table("Beyond the paper: augmentation speed, a batch at once against one image at a time (this machine's "
+                 "CPUs)", ["batch", "augmentation", "per image, ms", "batched, ms", "per image / batched", "note"],
+                 rows, ["Median of interleaved calls after a warm-up, all in one run, on --threads threads."])
+
+
 def madam_epsilon(found, d):
     rows = []
     for path, b in found["madam_epsilon"]:
@@ -397,7 +411,7 @@ def build(found, d):
             figure4(found, d, "weighting", "left"), figure4(found, d, "optimizer", "centre"),
             figure4(found, d, "validation_size", "right"), sec44(found, d), pergrad_speed(found, d),
             synthetic(found, d), robustness(found, d), *recipes(found, d), label_curve(found, d),
-            *weighting_rules(found, d), madam_epsilon(found, d)]
+            *weighting_rules(found, d), madam_epsilon(found, d), augment_speed(found, d)]
 
 
 def write_markdown(tables, found, path, results_dir):

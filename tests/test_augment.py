@@ -179,12 +179,11 @@ def test_ops_match_pillow(case):
 # ----------------------------------------------------------------------------- policies
 def test_randaugment_magnitude_maps():
     image = X
-    seed = tf.constant([0, 0])
     fm = randaugment.FIXMATCH_OPS
     one = tf.constant(1.0)
 
     def run(name, m, ops_list=fm, img=image):
-        return randaugment.apply_op(img, ops_list.index(name), m, one, seed, ops_list)
+        return randaugment.apply_op(img, ops_list.index(name), m, one, ops_list)
 
     np.testing.assert_allclose(run("Solarize", 5), ops.solarize(image, 128))
     np.testing.assert_allclose(run("Posterize", 9), ops.posterize(image, 1))
@@ -195,9 +194,10 @@ def test_randaugment_magnitude_maps():
     np.testing.assert_allclose(run("TranslateX", 4), ops.translate_x(image, 4.0, fill=0.0))
     # Translate scales with the image: m=4 at 8 px moves 1 px.
     np.testing.assert_allclose(run("TranslateY", 4, img=DIGIT), ops.translate_y(DIGIT, 1.0, fill=0.0))
-    # UDA's Cutout op: side 2m at 32 px.
+    # UDA's Cutout op: side 2m at 32 px, centred at the drawn position (here the middle).
     out = run("Cutout", 3, randaugment.UDA_OPS, tf.ones([32, 32, 3])).numpy()
-    assert 0 < (out[..., 0] == 0).sum() <= 36
+    rows, cols = np.nonzero(out[..., 0] == 0)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (13, 18, 13, 18)
     np.testing.assert_allclose(run("Invert", 3, randaugment.UDA_OPS), -image)
 
 
@@ -229,6 +229,18 @@ def test_ctaugment_level_maps():
             assert float(tf.reduce_min(out)) >= -1 and float(tf.reduce_max(out)) <= 1
 
 
+@pytest.mark.parametrize("name", ["weak", "ra_fixmatch", "ra_uda", "strong_fixmatch", "strong_uda"])
+def test_an_image_is_augmented_alike_in_any_batch(name):
+    """Image b's draws are row b of the batch's: a longer batch, or the image alone at the front, changes
+    nothing for it."""
+    fn = _policies()[name]
+    seed = tf.constant([5, 9], tf.int64)
+    whole = fn(BATCH, seed).numpy()
+    np.testing.assert_array_equal(fn(BATCH[:3], seed), whole[:3])
+    np.testing.assert_array_equal(fn(BATCH[0], seed), whole[0])
+    assert not np.array_equal(whole[1], whole[2])
+
+
 def test_weak_augment_is_flip_and_reflect_translate():
     image = tf.constant(np.arange(8 * 8).reshape(8, 8, 1).astype(np.float32) / 64.0)
     padded = np.pad(image.numpy(), [(1, 1), (1, 1), (0, 0)], mode="reflect")
@@ -243,18 +255,25 @@ def test_weak_augment_is_flip_and_reflect_translate():
         out = weak.weak_augment(image, tf.constant([s, 7]), flip=False).numpy()
         assert any(np.array_equal(out, c) for c in crops[:9])
     assert seen_flip == {True, False}
+    # A batch: every image one of the 18 views of its own, each view about equally often.
+    batch = tf.stack([image] * 900)
+    out = weak.weak_augment(batch, tf.constant([3, 7])).numpy()
+    counts = np.zeros(len(crops))
+    for view in out:
+        counts[[k for k, c in enumerate(crops) if np.array_equal(view, c)][0]] += 1
+    assert np.abs(counts - 50).max() < 4 * np.sqrt(50), counts
 
 
 def _policies():
     cta = CTAugment()
     return {
-        "weak": lambda b, s: weak.augment_batch(b, s),
-        "ra_fixmatch": randaugment.augment_batch_fixmatch,
-        "ra_uda": randaugment.augment_batch_uda,
+        "weak": weak.weak_augment,
+        "ra_fixmatch": randaugment.randaugment_fixmatch,
+        "ra_uda": randaugment.randaugment_uda,
         "cta": cta.augment_batch,
         "cta_probe": lambda b, s: cta.probe_batch(b, s)[0],
-        "strong_fixmatch": lambda b, s: randaugment.strong_fixmatch(b[0], s)[None],
-        "strong_uda": lambda b, s: randaugment.strong_uda(b[0], s)[None],
+        "strong_fixmatch": randaugment.strong_fixmatch,
+        "strong_uda": randaugment.strong_uda,
     }
 
 

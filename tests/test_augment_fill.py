@@ -54,13 +54,13 @@ PIL_OPS = {
 
 def pil_pipeline(u8, steps, cutout_box=None):
     """u8 [H, W, 3]; steps [(name, magnitude, sign)] -> float [H, W, 3] in [-1, 1].
-    cutout_box (top, left, side) stands for UDA's Cutout op, placed where the project put it."""
+    cutout_box (top, left, height, width) stands for UDA's Cutout op, placed where the project put it."""
     img = Image.fromarray(u8).convert("RGBA")
     for name, m, sign in steps:
         if name == "Cutout":
-            top, left, side = cutout_box
+            top, left, height, width = cutout_box
             a = np.asarray(img).copy()
-            a[top:top + side, left:left + side] = UDA_CUTOUT_RGB + (0,)
+            a[top:top + height, left:left + width] = UDA_CUTOUT_RGB + (0,)
             img = Image.fromarray(a, "RGBA")
         else:
             img = PIL_OPS[name](img, (m, sign))
@@ -71,11 +71,15 @@ def pil_pipeline(u8, steps, cutout_box=None):
 
 
 def project(x, steps, op_names, seed=(1, 2)):
-    idx = [op_names.index(name) for name, _, _ in steps]
-    mags = [m for _, m, _ in steps]
-    signs = [float(s) for _, _, s in steps]
-    seeds = tf.random.experimental.stateless_split(tf.constant(seed, tf.int64), len(steps))
-    return randaugment.apply_policy(x, tf.constant(idx), tf.constant(mags), tf.constant(signs), seeds, op_names)
+    """The project's RandAugment of one image [H, W, C] with the policy `steps`, positions drawn from `seed`."""
+    policy = randaugment.Policy(
+        tf.constant([[op_names.index(name) for name, _, _ in steps]]),
+        tf.constant([[m for _, m, _ in steps]]),
+        tf.constant([[float(s) for _, _, s in steps]]),
+        tf.ones([1, len(steps)], tf.bool),
+        tf.random.stateless_uniform([1, len(steps), 2], tf.constant(seed, tf.int64)),
+    )
+    return randaugment.apply_policy(x[None], policy, op_names)[0]
 
 
 def images():
@@ -151,7 +155,7 @@ def _cutout_box(x, seed):
     out = project(ones, [("Cutout", 3, 1)], UDA, seed).numpy()[..., 0]
     rows, cols = np.nonzero(out == 0)
     assert len(rows) and len(rows) == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)
-    return rows.min(), cols.min(), np.ptp(rows) + 1
+    return rows.min(), cols.min(), np.ptp(rows) + 1, np.ptp(cols) + 1  # a square clipped at the border
 
 
 @pytest.mark.parametrize("second", ["AutoContrast", "Invert", "Contrast", "Brightness", None])
@@ -160,10 +164,10 @@ def test_uda_cutout_op_is_a_coloured_transparent_square(second):
     steps = [("Cutout", 3, 1)] + ([(second, 3, 1)] if second else [])
     for k, (u8, x) in enumerate(IMAGES[:3]):
         seed = (5, k)
-        top, left, side = _cutout_box(x, seed)
-        if top > 0 and left > 0 and top + side < 32 and left + side < 32:
-            assert side == 6  # 2 m px at 32 px
-        want = pil_pipeline(u8, steps, (top, left, side))
+        box = top, left, height, width = _cutout_box(x, seed)
+        if top > 0 and left > 0 and top + height < 32 and left + width < 32:
+            assert height == width == 6  # 2 m px at 32 px
+        want = pil_pipeline(u8, steps, box)
         assert_matches(project(x, steps, UDA, seed), want, f"image {k}")
 
 
@@ -171,9 +175,9 @@ def test_uda_cutout_colour_on_one_channel_is_its_luma():
     """No original for C=1; the square takes the 'L' value of (125, 122, 113), 122."""
     u8, x = IMAGES[3]
     seed = (3, 3)
-    top, left, side = _cutout_box(x, seed)
+    top, left, height, width = _cutout_box(x, seed)
     out = project(x, [("Cutout", 6, 1), ("Invert", 1, 1)], UDA, seed).numpy()[..., 0]
-    np.testing.assert_allclose(out[top:top + side, left:left + side], -(122 / 127.5 - 1), atol=1e-5)
+    np.testing.assert_allclose(out[top:top + height, left:left + width], -(122 / 127.5 - 1), atol=1e-5)
 
 
 GEOMETRIC = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
@@ -187,9 +191,9 @@ def test_randaugment_is_the_sampled_policy_and_matches_pillow():
     for s in range(60):
         seed = tf.constant([s, 77], tf.int64)
         got = randaugment.randaugment(x, seed, FM, prob=1.0).numpy()
-        idx, mags, signs, applied, seeds = randaugment.sample_policy(seed, FM, prob=1.0)
-        again = randaugment.apply_policy(x, idx, mags, signs, seeds, FM, applied=applied)
-        np.testing.assert_array_equal(got, again)
+        policy = randaugment.sample_policy(seed, 1, FM, prob=1.0)
+        np.testing.assert_array_equal(got, randaugment.apply_policy(x[None], policy, FM)[0])
+        idx, mags, signs, applied = (field[0] for field in policy[:4])
         steps = [(FM[int(i)], int(m), int(sg)) for i, m, sg, a in zip(idx, mags, signs, applied) if a]
         if any(n in ("ShearX", "ShearY", "Rotate") and m == 4 for n, m, _ in steps):
             continue  # shear 0.12 / rotate 12 deg: nearest-sampling ties, not the fill
@@ -200,6 +204,42 @@ def test_randaugment_is_the_sampled_policy_and_matches_pillow():
         assert_matches(got, pil_pipeline(u8, steps), f"seed {s} {steps}", levels=2)
         checked += 1
     assert checked >= 35
+
+
+@pytest.mark.parametrize("op_names", [FM, UDA], ids=["fixmatch", "uda"])
+@pytest.mark.parametrize("shape", [(40, 8, 8, 1), (30, 32, 32, 3)], ids=["digits", "cifar"])
+def test_a_batch_is_its_images_one_at_a_time(op_names, shape):
+    """apply_policy runs each op once on the images that drew it; the reference runs the ops of the
+    table one image at a time on [H, W, C] (the per-image ops compared with Pillow above). Exactly equal."""
+    rng = np.random.RandomState(len(op_names) + shape[1])
+    images = tf.constant(rng.randint(0, 256, shape).astype(np.float32) / 127.5 - 1.0)
+    policy = randaugment.sample_policy(tf.constant([4, shape[1]], tf.int64), shape[0], op_names, num_ops=3,
+                                       prob=0.8)
+    got = randaugment.apply_policy(images, policy, op_names).numpy()
+    table = randaugment.op_table()
+    for b in range(shape[0]):
+        image, mask = images[b], tf.ones(shape[1:3] + (1,))
+        for i in range(3):
+            if policy.applied[b, i]:
+                op = table[op_names[int(policy.ops[b, i])]]
+                image, mask = op(image, mask, policy.magnitudes[b, i], policy.signs[b, i], policy.positions[b, i])
+        np.testing.assert_array_equal(got[b], randaugment.unwrap(image, mask).numpy(), err_msg=f"image {b}")
+    assert len(set(policy.ops.numpy()[policy.applied.numpy()])) == len(op_names)  # every op ran somewhere
+
+
+def test_sampled_policies_have_the_documented_distribution():
+    n = 20_000
+    policy = randaugment.sample_policy(tf.constant([8, 8], tf.int64), n, UDA, num_ops=2, prob=0.5)
+    ops_, mags, signs, applied = (np.asarray(f) for f in policy[:4])
+    for values, support in ((ops_, range(len(UDA))), (mags, range(1, 10)), (signs, (-1.0, 1.0))):
+        counts = np.array([(values == v).sum() for v in support])
+        expected = values.size / len(support)
+        assert counts.sum() == values.size and np.abs(counts - expected).max() < 5 * np.sqrt(expected)
+    assert abs(applied.mean() - 0.5) < 5 * np.sqrt(0.25 / applied.size)
+    positions = np.asarray(policy.positions)
+    assert positions.shape == (n, 2, 2) and 0 <= positions.min() and positions.max() < 1
+    # Slots and images independent: the two slots' ops agree about as often as chance says.
+    assert abs((ops_[:, 0] == ops_[:, 1]).mean() - 1 / len(UDA)) < 5 * np.sqrt(1 / len(UDA) / n)
 
 
 def test_randaugment_fill_in_tf_function_and_dataset():
@@ -241,3 +281,12 @@ def test_ctaugment_rescale_filter_index_is_int_w_times_5_99(w):
     got = ctaugment.apply_op(image, idx, [0.5, w], tf.constant([0, 0]))
     want = ops.rescale(image, 0.125, int(np.float32(w) * 5.99))
     np.testing.assert_array_equal(got, want)
+
+
+def test_every_op_takes_an_empty_batch():
+    """A slot's op runs on the images that drew it, which may be none."""
+    for name, op in randaugment.op_table().items():
+        for shape in ((0, 8, 8, 1), (0, 32, 32, 3)):
+            image, mask = op(tf.zeros(shape), tf.ones(shape[:3] + (1,)), tf.zeros([0], tf.int32), tf.zeros([0]),
+                             tf.zeros([0, 2]))
+            assert image.shape == shape and mask.shape == shape[:3] + (1,), name

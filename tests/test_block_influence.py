@@ -309,8 +309,8 @@ def digits_like_trainer(**overrides):
                                    weight_warmup=0, optimizer="nesterov", lr=0.03, weight_decay=5e-3,
                                    unlabeled_rampup=10, influence_scope="last_block", influence="identity",
                                    log_every=4, eval_every=4, checkpoint_every=4), **overrides})
-    weak = lambda images, seed: augment.weak_augment_batch(images, seed, flip=False)
-    strong = lambda images, seed: augment.strong_batch_fixmatch(images, seed, flip=False)
+    weak = lambda images, seed: augment.weak_augment(images, seed, flip=False)
+    strong = lambda images, seed: augment.strong_fixmatch(images, seed, flip=False)
     source = AugmentedImageSource(data, 10, 12, 14, seed=0, weak=weak, strong=strong)
     return Trainer(small_cnn(10, (8, 8, 1), width=4, seed=0), FixMatch(0.0), source, config, verbose=False)
 

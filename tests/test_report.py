@@ -271,6 +271,9 @@ def test_the_beyond_the_paper_studies_have_their_tables(tmp_path):
     write(tmp_path / "speed" / "pergrad.json", {
         "format": "influence_ssl.pergrad_speed/1", "settings": {"depth": 28, "width": 2},
         "batches": [{"batch": 16, "methods": {"per-example loop": {"median_ms": 250.0, "vs_batched_backward": 12.5}}}]})
+    write(tmp_path / "speed" / "augment.json", {
+        "format": "influence_ssl.augment_speed/1", "results": [{"shape": [96, 8, 8, 1], "augmentations": {
+            "weak": {"per_image": {"median_ms": 6.0}, "batched": {"median_ms": 1.5}, "per_image_over_batched": 4.0}}}]})
     r = run_report([str(tmp_path)])
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout
@@ -289,6 +292,7 @@ def test_the_beyond_the_paper_studies_have_their_tables(tmp_path):
     assert "Spearman ρ between ours' λ and each rule's weight (same seed), mean over seeds: softmatch +0.250" in out
     assert re.search(r"base@20\s+digits, n labels \(fixmatch, ra\)\s+17\.50 ± 9\.35\s+6 .* base@10\s+\+2\.00", out)
     assert re.search(r"per-example loop\s+WRN-28-2, batch 16\s+250\.0\s+12\.50", out)
+    assert re.search(r"96×8×8×1\s+weak\s+6\.00\s+1\.50\s+4\.0", out)
 
 
 def test_the_committed_report_is_current(tmp_path):

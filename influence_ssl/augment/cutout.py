@@ -28,17 +28,24 @@ def scaled_size(pixels_at_32, image_size, reference=REFERENCE_SIZE):
 
 
 def default_cutout_size(image, pixels_at_32=16):
-    """FixMatch/UDA's 16-px cutout scaled to min(H, W) of a statically shaped image."""
-    shape = image.shape
-    if shape[0] is None or shape[1] is None:
+    """FixMatch/UDA's 16-px cutout scaled to min(H, W) of a statically shaped image [(B,) H, W, C]."""
+    height, width = image.shape[-3], image.shape[-2]
+    if height is None or width is None:
         raise ValueError("pass cutout_size explicitly for images of unknown size")
-    return scaled_size(pixels_at_32, min(shape[0], shape[1]))
+    return scaled_size(pixels_at_32, min(height, width))
+
+
+def cutout_at_position(image, position, size, fill=0.0):
+    """Cutout of side `size` centred at the pixel at `position` ([2], or [B, 2] for a batch, in [0, 1)^2 of
+    the height and width)."""
+    image = tf.convert_to_tensor(image, tf.float32)
+    hw = tf.shape(image)[-3:-1]
+    center = tf.minimum(tf.cast(tf.floor(position * tf.cast(hw, tf.float32)), tf.int32), hw - 1)
+    return ops.cutout_at(image, center[..., 0], center[..., 1], size, fill)
 
 
 def cutout(image, seed, size, fill=0.0):
-    """Cutout of side `size` (int or int tensor) at a uniformly random centre."""
+    """Cutout of side `size` (int or int tensor) at a uniformly random centre; one per image of a batch."""
     image = tf.convert_to_tensor(image, tf.float32)
-    shape = tf.shape(image)
-    u = tf.random.stateless_uniform([2], as_seed(seed), dtype=tf.float32)
-    center = tf.minimum(tf.cast(tf.floor(u * tf.cast(shape[:2], tf.float32)), tf.int32), shape[:2] - 1)
-    return ops.cutout_at(image, center[0], center[1], size, fill)
+    position = tf.random.stateless_uniform(tf.concat([tf.shape(image)[:-3], [2]], 0), as_seed(seed))
+    return cutout_at_position(image, position, size, fill)

@@ -10,6 +10,8 @@ operations (ImageOps, ImageEnhance, ImageFilter, Image.transform). No code copie
 
 Conventions
 - An image is float32 [H, W, C] in [-1, 1] (FixMatch's scaling x*2/255 - 1), C = 1 or 3, any size.
+  The ops RandAugment uses also take a batch [B, H, W, C] with one parameter per image ([B]; a scalar
+  applies to all): image b of the batch gets exactly what the op gives it alone.
 - "Pixel" values below mean the 0..255 domain, u = (x + 1) * 127.5. Ops that quantize in PIL
   (posterize, solarize, equalize) round to integers in that domain; the others stay in float.
 - Outputs are clipped to [-1, 1].
@@ -20,6 +22,7 @@ Conventions
 - Coordinates: x is the column (width) and y the row (height), y pointing down; index coordinates
   (pixel centres at integers).
 """
+import functools
 import math
 
 import tensorflow as tf
@@ -39,9 +42,24 @@ RESCALE_METHODS = ("antialias", "bicubic", "bilinear", "box", "hamming", "neares
 # --------------------------------------------------------------------------- helpers
 def _image(image):
     image = tf.convert_to_tensor(image, tf.float32)
-    if image.shape.rank != 3 or image.shape[-1] is None:
-        raise ValueError(f"expected [H, W, C] with a known C, got {image.shape}")
+    if image.shape.rank not in (3, 4) or image.shape[-1] is None:
+        raise ValueError(f"expected [H, W, C] or [B, H, W, C] with a known C, got {image.shape}")
     return image
+
+
+def _per_image(value, image, dtype=tf.float32):
+    """A parameter (scalar, or [B] for a batch) shaped to broadcast against `image`."""
+    value = tf.cast(value, dtype)
+    if image.shape.rank == 4 and value.shape.rank == 1:
+        return value[:, None, None, None]
+    return value
+
+
+def _batched(image):
+    """[H, W, C] -> [1, H, W, C] (a batch passes through), and the function that undoes it."""
+    if image.shape.rank == 3:
+        return image[None], lambda out: out[0]
+    return image, lambda out: out
 
 
 def clip(image):
@@ -65,7 +83,7 @@ def _uint8_values(image):
 
 def blend(image1, image2, weight):
     """PIL Image.blend: image1 * (1 - weight) + image2 * weight, clipped (weight may exceed 1)."""
-    weight = tf.cast(weight, tf.float32)
+    weight = _per_image(weight, tf.convert_to_tensor(image2))
     return clip(image1 + weight * (image2 - image1))
 
 
@@ -90,13 +108,19 @@ def _filter3(image, kernel):
     weights = tf.constant(kernel, tf.float32)
     weights = weights / tf.reduce_sum(weights)
     weights = tf.tile(weights[:, :, None, None], [1, 1, channels, 1])
-    inner = tf.nn.depthwise_conv2d(image[None], weights, strides=[1, 1, 1, 1], padding="VALID")[0]
-    padded = tf.pad(inner, [[p, p], [p, p], [0, 0]])
+    batch, unbatch = _batched(image)
+    # Interior pixels never see SAME's zero padding; the border keeps the image.
+    filtered = unbatch(tf.nn.depthwise_conv2d(batch, weights, strides=[1, 1, 1, 1], padding="SAME"))
+    height, width = _height_width(image)
+    rows = tf.range(height)
+    cols = tf.range(width)
+    inside = ((rows >= p) & (rows < height - p))[:, None] & ((cols >= p) & (cols < width - p))[None, :]
+    return tf.where(inside[:, :, None], filtered, image)
+
+
+def _height_width(image):
     shape = tf.shape(image)
-    rows = tf.range(shape[0])
-    cols = tf.range(shape[1])
-    inside = ((rows >= p) & (rows < shape[0] - p))[:, None] & ((cols >= p) & (cols < shape[1] - p))[None, :]
-    return tf.where(inside[:, :, None], padded, image)
+    return shape[-3], shape[-2]
 
 
 # --------------------------------------------------------------------------- colour / value ops
@@ -115,8 +139,8 @@ def autocontrast(image):
     A constant channel is left unchanged.
     """
     image = _image(image)
-    lo = tf.reduce_min(image, axis=[0, 1], keepdims=True)
-    hi = tf.reduce_max(image, axis=[0, 1], keepdims=True)
+    lo = tf.reduce_min(image, axis=[-3, -2], keepdims=True)
+    hi = tf.reduce_max(image, axis=[-3, -2], keepdims=True)
     scale = 2.0 / tf.maximum(hi - lo, 1e-12)
     stretched = (image - lo) * scale - 1.0
     return clip(tf.where(hi > lo, stretched, image))
@@ -130,10 +154,11 @@ def equalize(image):
     clipped to 255; step == 0 leaves the channel unchanged.
     """
     image = _image(image)
-    channels = image.shape[-1]
-    values = _uint8_values(image)
-    flat = tf.reshape(tf.transpose(values, [2, 0, 1]), [channels, -1])  # [C, HW]
-    hist = tf.math.bincount(flat, minlength=256, maxlength=256, axis=-1)  # [C, 256]
+    batch, unbatch = _batched(image)
+    shape = tf.shape(batch)
+    values = _uint8_values(batch)
+    flat = tf.reshape(tf.transpose(values, [0, 3, 1, 2]), [shape[0] * shape[3], -1])  # [B C, HW]
+    hist = tf.math.bincount(flat, minlength=256, maxlength=256, axis=-1)  # [B C, 256]
     levels = tf.range(256, dtype=tf.int32)
     total = tf.reduce_sum(hist, axis=-1)
     last = tf.reduce_max(tf.where(hist > 0, levels[None, :], -1), axis=-1)
@@ -144,21 +169,21 @@ def equalize(image):
     lut = tf.minimum((cumulative + safe_step // 2) // safe_step, 255)
     lut = tf.where(step[:, None] > 0, lut, levels[None, :])
     out = tf.gather(lut, flat, batch_dims=1)
-    out = tf.transpose(tf.reshape(out, [channels, tf.shape(image)[0], tf.shape(image)[1]]), [1, 2, 0])
-    return from_pixels(tf.cast(out, tf.float32))
+    out = tf.transpose(tf.reshape(out, [shape[0], shape[3], shape[1], shape[2]]), [0, 2, 3, 1])
+    return unbatch(from_pixels(tf.cast(out, tf.float32)))
 
 
 def solarize(image, threshold):
     """Invert the pixels whose 0..255 value is >= threshold (threshold 256: identity; 0: invert)."""
     image = _image(image)
     values = tf.cast(_uint8_values(image), tf.float32)
-    return tf.where(values >= tf.cast(threshold, tf.float32), -image, image)
+    return tf.where(values >= _per_image(threshold, image), -image, image)
 
 
 def posterize(image, bits):
     """Keep the `bits` most significant bits of each rounded 0..255 value (bits in 1..8)."""
     image = _image(image)
-    shift = 8 - tf.clip_by_value(tf.cast(bits, tf.int32), 0, 8)
+    shift = 8 - tf.clip_by_value(_per_image(bits, image, tf.int32), 0, 8)
     values = _uint8_values(image)
     values = tf.bitwise.left_shift(tf.bitwise.right_shift(values, shift), shift)
     return from_pixels(tf.cast(values, tf.float32))
@@ -173,8 +198,8 @@ def color(image, factor):
 def contrast(image, factor):
     """PIL ImageEnhance.Contrast: blend(mean grey level (rounded, pixel units), image, factor)."""
     image = _image(image)
-    mean = tf.reduce_mean(to_pixels(grayscale(image)))
-    degenerate = tf.fill(tf.shape(image), tf.floor(mean + 0.5) / PIXEL_SCALE - 1.0)
+    mean = tf.reduce_mean(to_pixels(grayscale(image)), axis=[-3, -2, -1], keepdims=True)
+    degenerate = tf.broadcast_to(tf.floor(mean + 0.5) / PIXEL_SCALE - 1.0, tf.shape(image))
     return blend(degenerate, image, factor)
 
 
@@ -203,33 +228,41 @@ def sharpness(image, factor):
 # --------------------------------------------------------------------------- geometric ops
 def transform(image, matrix, fill=BLACK, interpolation="NEAREST"):
     """Projective transform: output pixel (x, y) samples input at
-    ((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k), k = c0 x + c1 y + 1, matrix = [a0..c1] (8).
-    Points outside the input get `fill` (in [-1, 1] units)."""
+    ((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k), k = c0 x + c1 y + 1, matrix = [a0..c1] (8; [B, 8] for
+    a batch). Points outside the input get `fill` (in [-1, 1] units)."""
     image = _image(image)
-    shape = tf.shape(image)
-    matrix = tf.reshape(tf.cast(matrix, tf.float32), [1, 8])
+    batch, unbatch = _batched(image)
+    matrix = tf.reshape(tf.cast(matrix, tf.float32), [-1, 8])
     out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None],
+        images=batch,
         transforms=matrix,
-        output_shape=shape[:2],
+        output_shape=tf.shape(batch)[1:3],
         fill_value=tf.cast(fill, tf.float32),
         interpolation=interpolation,
         fill_mode="CONSTANT",
-    )[0]
+    )
+    out = unbatch(out)
     out.set_shape(image.shape)
     return out
+
+
+def _affine(a0, a1, a2, b0, b1, b2):
+    """The 8-vector (or [B, 8]) of an affine transform; each coefficient a scalar or [B]."""
+    parts = [tf.cast(c, tf.float32) for c in (a0, a1, a2, b0, b1, b2)]
+    shape = functools.reduce(tf.broadcast_dynamic_shape, [tf.shape(c) for c in parts])
+    parts = [tf.broadcast_to(c, shape) for c in parts] + [tf.zeros(shape)] * 2
+    return tf.stack(parts, axis=-1)
 
 
 def rotate(image, degrees, fill=BLACK, interpolation="NEAREST"):
     """Rotate counter-clockwise (as displayed, PIL's sense) by `degrees` about the image centre."""
     image = _image(image)
     theta = tf.cast(degrees, tf.float32) * (math.pi / 180.0)
-    shape = tf.cast(tf.shape(image), tf.float32)
-    cy = (shape[0] - 1.0) / 2.0
-    cx = (shape[1] - 1.0) / 2.0
+    height, width = _height_width(image)
+    cy = (tf.cast(height, tf.float32) - 1.0) / 2.0
+    cx = (tf.cast(width, tf.float32) - 1.0) / 2.0
     cos, sin = tf.cos(theta), tf.sin(theta)
-    zero = tf.zeros([], tf.float32)
-    matrix = tf.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zero, zero])
+    matrix = _affine(cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy)
     return transform(image, matrix, fill, interpolation)
 
 
@@ -238,34 +271,30 @@ def shear_x(image, shear, fill=BLACK, interpolation="NEAREST"):
     PIL maps pixel centres (x + 0.5, y + 0.5) to x_in = x + 0.5 + shear * (y + 0.5), which in index
     coordinates is x + shear * (y + 0.5)."""
     shear = tf.cast(shear, tf.float32)
-    one, zero = tf.ones([], tf.float32), tf.zeros([], tf.float32)
-    return transform(image, tf.stack([one, shear, 0.5 * shear, zero, one, zero, zero, zero]), fill, interpolation)
+    return transform(image, _affine(1.0, shear, 0.5 * shear, 0.0, 1.0, 0.0), fill, interpolation)
 
 
 def shear_y(image, shear, fill=BLACK, interpolation="NEAREST"):
     """Vertical shear (PIL AFFINE (1, 0, 0, shear, 1, 0)): output (x, y) samples input (x, y + shear * (x + 0.5))."""
     shear = tf.cast(shear, tf.float32)
-    one, zero = tf.ones([], tf.float32), tf.zeros([], tf.float32)
-    return transform(image, tf.stack([one, zero, zero, shear, one, 0.5 * shear, zero, zero]), fill, interpolation)
+    return transform(image, _affine(1.0, 0.0, 0.0, shear, 1.0, 0.5 * shear), fill, interpolation)
 
 
 def translate_x(image, pixels, fill=BLACK, interpolation="NEAREST"):
     """Move the content right by `pixels` (negative: left). Note PIL's AFFINE offset has the opposite
     sign (content moves left by a positive offset)."""
     pixels = tf.cast(pixels, tf.float32)
-    one, zero = tf.ones([], tf.float32), tf.zeros([], tf.float32)
-    return transform(image, tf.stack([one, zero, -pixels, zero, one, zero, zero, zero]), fill, interpolation)
+    return transform(image, _affine(1.0, 0.0, -pixels, 0.0, 1.0, 0.0), fill, interpolation)
 
 
 def translate_y(image, pixels, fill=BLACK, interpolation="NEAREST"):
     """Move the content down by `pixels` (negative: up)."""
     pixels = tf.cast(pixels, tf.float32)
-    one, zero = tf.ones([], tf.float32), tf.zeros([], tf.float32)
-    return transform(image, tf.stack([one, zero, zero, zero, one, -pixels, zero, zero]), fill, interpolation)
+    return transform(image, _affine(1.0, 0.0, 0.0, 0.0, 1.0, -pixels), fill, interpolation)
 
 
 def flip_left_right(image):
-    return tf.reverse(_image(image), axis=[1])
+    return tf.reverse(_image(image), axis=[-2])
 
 
 def _filter_weights(name, x):
@@ -364,13 +393,17 @@ def rescale(image, margin, method_index):
 
 def cutout_at(image, center_y, center_x, size, fill):
     """Set the size x size square with rows [center_y - size//2, center_y - size//2 + size) (and the
-    same for columns) to `fill`, clipped at the borders."""
+    same for columns) to `fill`, clipped at the borders. For a batch, centres and sizes are scalars or [B]."""
     image = _image(image)
-    shape = tf.shape(image)
+    height, width = _height_width(image)
     size = tf.cast(size, tf.int32)
     top = tf.cast(center_y, tf.int32) - size // 2
     left = tf.cast(center_x, tf.int32) - size // 2
-    rows = tf.range(shape[0])
-    cols = tf.range(shape[1])
-    inside = ((rows >= top) & (rows < top + size))[:, None] & ((cols >= left) & (cols < left + size))[None, :]
-    return tf.where(inside[:, :, None], tf.cast(fill, tf.float32), image)
+
+    def span(start, length):  # [length] or [B, length]: inside the square along one axis
+        index = tf.range(length)
+        start, end = start[..., None], (start + size)[..., None]
+        return (index >= start) & (index < end)
+
+    inside = span(top, height)[..., :, None] & span(left, width)[..., None, :]  # [(B,) H, W]
+    return tf.where(inside[..., None], tf.cast(fill, tf.float32), image)

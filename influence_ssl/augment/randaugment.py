@@ -29,14 +29,22 @@ image through the ops of one call (`apply_policy`), with the same rules:
   mean/std-normalized space, i.e. the mean).
 One-channel images behave as RGB images with three equal channels.
 
+Batches. Every function takes one image [H, W, C] or a batch [B, H, W, C] (one image is a batch of
+one). A batch draws its policies at once, [B, num_ops] numbers per kind from sub-seeds of `seed` (row b
+of a draw does not depend on B), and applies each op to the images that drew it in one call: a handful
+of kernels per op rather than per image, which is most of a small model's step on a CPU. Image b gets
+exactly what the op gives it alone (tests/test_augment_fill.py).
+
 Order: FixMatch's strong view = weak (flip + crop) then RandAugment + cutout (`strong_fixmatch`);
 UDA's augmented view = RandAugment + cutout (offline in UDA) then flip + crop online (`strong_uda`).
 """
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from influence_ssl.augment import ops
-from influence_ssl.augment._seed import map_batch, split
-from influence_ssl.augment.cutout import cutout, default_cutout_size
+from influence_ssl.augment._seed import as_batch, split
+from influence_ssl.augment.cutout import cutout, cutout_at_position, default_cutout_size
 from influence_ssl.augment.weak import weak_augment
 
 FIXMATCH_OPS = (
@@ -64,37 +72,41 @@ def _cutout_colour(channels):
 
 
 def op_table(interpolation="NEAREST"):
-    """name -> fn(image [H, W, C], mask [H, W, 1], m int32 scalar, sign float +-1, seed) -> (image, mask).
+    """name -> fn(images, masks, m, sign, position) -> (images, masks), on one image [H, W, C] (mask
+    [H, W, 1], m int32 scalar, sign float +-1, position [2]) or a batch ([B, ...], m and sign [B],
+    position [B, 2]).
 
     mask is the RGBA alpha in [0, 1]; see the module docstring for how each kind of op treats it.
+    position, uniform in [0, 1)^2, places what an op puts somewhere (UDA's Cutout op).
     """
 
-    def size(image, axis):
-        return tf.cast(tf.shape(image)[axis], tf.float32)
+    def size(image, axis):  # axis 0: height, 1: width
+        return tf.cast(tf.shape(image)[axis - 3], tf.float32)
 
     def translate_px(image, m, axis):
         return tf.cast(m, tf.float32) * size(image, axis) / 32.0
 
     def keep_alpha(fn):  # ImageEnhance ops (and Identity): alpha carried through
-        return lambda image, mask, m, sign, seed: (fn(image, m), mask)
+        return lambda image, mask, m, sign, position: (fn(image, m), mask)
 
     def drop_alpha(fn):  # ops applied as op(img.convert('RGB')).convert('RGBA'): all visible
-        return lambda image, mask, m, sign, seed: (fn(image, m), tf.ones_like(mask))
+        return lambda image, mask, m, sign, position: (fn(image, m), tf.ones_like(mask))
 
     def geometric(op, amount):
         # PIL fills RGBA exposures with (0, 0, 0, 0): black image, alpha 0.
-        def run(image, mask, m, sign, seed):
+        def run(image, mask, m, sign, position):
             value = amount(image, m, sign)
             return op(image, value, ops.BLACK, interpolation), op(mask, value, 0.0, interpolation)
 
         return run
 
-    def inner_cutout(image, mask, m, sign, seed):
+    def inner_cutout(image, mask, m, sign, position):
         short = tf.minimum(size(image, 0), size(image, 1))
         side = tf.cast(tf.round(2.0 * tf.cast(m, tf.float32) * short / 32.0), tf.int32)
         channels = image.shape[-1]
         # One cutout over [image, alpha] so both get the same square: colour with alpha 0.
-        out = cutout(tf.concat([image, mask], -1), seed, tf.maximum(side, 1), _cutout_colour(channels) + [0.0])
+        out = cutout_at_position(tf.concat([image, mask], -1), position, tf.maximum(side, 1),
+                                 _cutout_colour(channels) + [0.0])
         return out[..., :channels], out[..., channels:]
 
     return {
@@ -118,137 +130,111 @@ def op_table(interpolation="NEAREST"):
 
 
 def unwrap(image, mask, fill=0.0):
-    """image [H, W, C] with alpha mask [H, W, 1] -> [H, W, C]: alpha-0 pixels set to `fill`."""
+    """image [..., H, W, C] with alpha mask [..., H, W, 1] -> image: alpha-0 pixels set to `fill`."""
     return tf.where(mask < ALPHA_ZERO, tf.cast(fill, tf.float32), image)
 
 
-def sample_policy(seed, op_names, num_ops=2, prob=0.5, magnitude=None):
-    """Draw one RandAugment policy: (op indices [n] int32 into op_names, magnitudes [n] int32 in
-    1..9 (or the fixed `magnitude`), signs [n] float +-1, applied [n] bool with P(True) = prob,
-    per-op seeds [n, 2] int64), n = num_ops; ops drawn with replacement."""
-    draws = []
-    for slot_seed in split(seed, num_ops):
-        s_op, s_mag, s_apply, s_sign, s_inner = split(slot_seed, 5)
-        op_index = tf.random.stateless_uniform([], s_op, minval=0, maxval=len(op_names), dtype=tf.int32)
-        if magnitude is None:
-            m = tf.random.stateless_uniform([], s_mag, minval=1, maxval=MAX_MAGNITUDE + 1, dtype=tf.int32)
-        else:
-            m = tf.constant(int(magnitude), tf.int32)
-        sign = tf.where(tf.random.stateless_uniform([], s_sign) < 0.5, -1.0, 1.0)
-        applied = tf.random.stateless_uniform([], s_apply) < prob
-        draws.append((op_index, m, sign, applied, s_inner))
-    return tuple(tf.stack(column) for column in zip(*draws))
+class Policy(NamedTuple):
+    """RandAugment policies of a batch: slot i of image b applies op_names[ops[b, i]] at magnitudes[b, i]
+    with signs[b, i] (+-1) if applied[b, i], placing what it places at positions[b, i] ([2] in [0, 1))."""
+    ops: tf.Tensor  # [B, n] int32
+    magnitudes: tf.Tensor  # [B, n] int32, 1..9
+    signs: tf.Tensor  # [B, n] float32
+    applied: tf.Tensor  # [B, n] bool
+    positions: tf.Tensor  # [B, n, 2] float32
 
 
-def apply_policy(image, op_indices, magnitudes, signs, seeds, op_names, applied=None, fill=0.0,
-                 interpolation="NEAREST"):
-    """Apply op_names[op_indices[i]] at magnitudes[i] (with signs[i], seeds[i] [2]) in order to one
-    image [H, W, C], skipping ops whose applied[i] is False; returns [H, W, C].
+def sample_policy(seed, batch, op_names, num_ops=2, prob=0.5, magnitude=None):
+    """The Policy of `batch` images: num_ops ops each, drawn uniformly with replacement, each applied with
+    probability `prob` at a uniform integer magnitude 1..9 (or the fixed `magnitude`) and a random sign."""
+    s_op, s_mag, s_apply, s_sign, s_position = split(seed, 5)
+    shape = tf.stack([batch, num_ops])
+    op_indices = tf.random.stateless_uniform(shape, s_op, minval=0, maxval=len(op_names), dtype=tf.int32)
+    if magnitude is None:
+        m = tf.random.stateless_uniform(shape, s_mag, minval=1, maxval=MAX_MAGNITUDE + 1, dtype=tf.int32)
+    else:
+        m = tf.fill(shape, tf.constant(int(magnitude), tf.int32))
+    signs = tf.where(tf.random.stateless_uniform(shape, s_sign) < 0.5, -1.0, 1.0)
+    applied = tf.random.stateless_uniform(shape, s_apply) < prob
+    positions = tf.random.stateless_uniform(tf.concat([shape, [2]], 0), s_position)
+    return Policy(op_indices, m, signs, applied, positions)
+
+
+# No Python control flow on tensors: AutoGraph's conversion would only cost tracing time (ten times the rest).
+@tf.autograph.experimental.do_not_convert
+def apply_policy(images, policy, op_names, fill=0.0, interpolation="NEAREST"):
+    """Apply each image's policy (a Policy of [B, n] fields) to images [B, H, W, C], in slot order; returns
+    [B, H, W, C]. Each op runs once per slot on the images that drew it.
 
     An alpha mask travels through the ops (module docstring); at the end alpha-0 pixels get `fill`.
-    The number of ops must be static.
+    The number of slots must be static.
     """
-    image = tf.convert_to_tensor(image, tf.float32)
-    op_indices = tf.convert_to_tensor(op_indices, tf.int32)
-    magnitudes = tf.convert_to_tensor(magnitudes, tf.int32)
-    signs = tf.convert_to_tensor(signs, tf.float32)
-    seeds = tf.convert_to_tensor(seeds)
-    num_ops = op_indices.shape[0]
+    images = tf.convert_to_tensor(images, tf.float32)
+    num_ops = policy.ops.shape[1]
     if num_ops is None:
         raise ValueError("apply_policy needs a static number of ops")
-    applied = tf.ones([num_ops], tf.bool) if applied is None else tf.convert_to_tensor(applied, tf.bool)
     table = op_table(interpolation)
-    mask = tf.ones_like(image[..., :1])
+    masks = tf.ones_like(images[..., :1])
     for i in range(num_ops):
-        image, mask = _step(image, mask, table, op_names, op_indices[i], magnitudes[i], signs[i], seeds[i], applied[i])
-    return unwrap(image, mask, fill)
+        for k, name in enumerate(op_names):
+            if name == "Identity":
+                continue
+            chosen = tf.where(policy.applied[:, i] & tf.equal(policy.ops[:, i], k))  # [b, 1]
+            images, masks = _apply_to(chosen, table[name], images, masks, policy.magnitudes[:, i],
+                                      policy.signs[:, i], policy.positions[:, i])
+    return unwrap(images, masks, fill)
 
 
-def _step(image, mask, table, op_names, op_index, m, sign, seed, applied):
-    """One policy slot: (image, mask) -> op_names[op_index] applied to them if `applied`."""
-
-    def branch(fn):
-        def run():
-            out, out_mask = fn(image, mask, m, sign, seed)
-            out.set_shape(image.shape)
-            out_mask.set_shape(mask.shape)
-            return out, out_mask
-
-        return run
-
-    def switch():
-        return tf.switch_case(op_index, [branch(table[name]) for name in op_names])
-
-    out, out_mask = tf.cond(applied, switch, lambda: (image, mask))
-    out.set_shape(image.shape)
-    out_mask.set_shape(mask.shape)
-    return out, out_mask
+def _apply_to(chosen, fn, images, masks, m, signs, positions):
+    """(images, masks) with fn applied to the rows `chosen` [b, 1] (b may be 0)."""
+    out, out_masks = fn(*(tf.gather_nd(t, chosen) for t in (images, masks, m, signs, positions)))
+    return tf.tensor_scatter_nd_update(images, chosen, out), tf.tensor_scatter_nd_update(masks, chosen, out_masks)
 
 
-def apply_op(image, op_index, magnitude, sign, seed, op_names, fill=0.0, interpolation="NEAREST"):
-    """Apply op_names[op_index] (int32 tensor) at integer magnitude (int32 tensor) to one image
-    [H, W, C] as a policy of one op (exposed area -> `fill`)."""
-    seed = tf.convert_to_tensor(seed)
-    return apply_policy(image, [op_index], [magnitude], [sign], seed[None], op_names, None, fill, interpolation)
+def apply_op(image, op_index, magnitude, sign, op_names, position=(0.5, 0.5), fill=0.0, interpolation="NEAREST"):
+    """Apply op_names[op_index] at integer magnitude with `sign` to one image [H, W, C] as a policy of one op
+    (exposed area -> `fill`)."""
+    policy = Policy(*(tf.reshape(tf.convert_to_tensor(v, dtype), [1, 1]) for v, dtype in
+                      ((op_index, tf.int32), (magnitude, tf.int32), (sign, tf.float32), (True, tf.bool))),
+                    tf.reshape(tf.convert_to_tensor(position, tf.float32), [1, 1, 2]))
+    return apply_policy(tf.convert_to_tensor(image, tf.float32)[None], policy, op_names, fill, interpolation)[0]
 
 
-def randaugment(image, seed, op_names, num_ops=2, prob=0.5, magnitude=None, fill=0.0, interpolation="NEAREST"):
+def randaugment(images, seed, op_names, num_ops=2, prob=0.5, magnitude=None, fill=0.0, interpolation="NEAREST"):
     """num_ops random ops (with replacement) from op_names, each applied with probability `prob` at
-    a uniform integer magnitude 1..9 (or the fixed `magnitude`), on one image [H, W, C]. No cutout."""
-    op_indices, magnitudes, signs, applied, seeds = sample_policy(seed, op_names, num_ops, prob, magnitude)
-    return apply_policy(image, op_indices, magnitudes, signs, seeds, op_names, applied, fill, interpolation)
+    a uniform integer magnitude 1..9 (or the fixed `magnitude`), on images [(B,) H, W, C]. No cutout."""
+    batch, unbatch = as_batch(images)
+    policy = sample_policy(seed, tf.shape(batch)[0], op_names, num_ops, prob, magnitude)
+    return unbatch(apply_policy(batch, policy, op_names, fill, interpolation))
 
 
-def randaugment_fixmatch(image, seed, num_ops=2, prob=0.5, cutout_size=None, fill=0.0, interpolation="NEAREST"):
-    """FixMatch's RandAugment (14 ops) + cutout set to 0. cutout_size: pixels; default 16 at 32 px,
-    scaled to min(H, W) (FixMatch: round(0.5 * size)). cutout_size=0 disables the cutout ('ra')."""
-    image = tf.convert_to_tensor(image, tf.float32)
+def _with_cutout(images, seed, op_names, num_ops, prob, cutout_size, fill, interpolation):
+    images = tf.convert_to_tensor(images, tf.float32)
     aug_seed, cut_seed = split(seed, 2)
-    out = randaugment(image, aug_seed, FIXMATCH_OPS, num_ops, prob, None, fill, interpolation)
-    size = default_cutout_size(image) if cutout_size is None else cutout_size
-    if size:
-        out = cutout(out, cut_seed, size, 0.0)
-    return out
+    out = randaugment(images, aug_seed, op_names, num_ops, prob, None, fill, interpolation)
+    size = default_cutout_size(images) if cutout_size is None else cutout_size
+    return cutout(out, cut_seed, size, 0.0) if size else out
 
 
-def randaugment_uda(image, seed, num_ops=2, prob=0.5, cutout_size=None, fill=0.0, interpolation="NEAREST"):
+def randaugment_fixmatch(images, seed, num_ops=2, prob=0.5, cutout_size=None, fill=0.0, interpolation="NEAREST"):
+    """FixMatch's RandAugment (14 ops) + cutout set to 0, on images [(B,) H, W, C]. cutout_size: pixels;
+    default 16 at 32 px, scaled to min(H, W) (FixMatch: round(0.5 * size)). 0 disables the cutout ('ra')."""
+    return _with_cutout(images, seed, FIXMATCH_OPS, num_ops, prob, cutout_size, fill, interpolation)
+
+
+def randaugment_uda(images, seed, num_ops=2, prob=0.5, cutout_size=None, fill=0.0, interpolation="NEAREST"):
     """UDA's RandAugment (15 ops incl. Invert and Cutout) + a 16x16 (at 32 px) cutout set to the mean (0)."""
-    image = tf.convert_to_tensor(image, tf.float32)
-    aug_seed, cut_seed = split(seed, 2)
-    out = randaugment(image, aug_seed, UDA_OPS, num_ops, prob, None, fill, interpolation)
-    size = default_cutout_size(image) if cutout_size is None else cutout_size
-    if size:
-        out = cutout(out, cut_seed, size, 0.0)
-    return out
+    return _with_cutout(images, seed, UDA_OPS, num_ops, prob, cutout_size, fill, interpolation)
 
 
-def strong_fixmatch(image, seed, flip=True, **kwargs):
-    """FixMatch's strong view: weak augmentation first, then RandAugment + cutout."""
+def strong_fixmatch(images, seed, flip=True, **kwargs):
+    """FixMatch's strong view of images [(B,) H, W, C]: weak augmentation first, then RandAugment + cutout."""
     weak_seed, ra_seed = split(seed, 2)
-    return randaugment_fixmatch(weak_augment(image, weak_seed, flip=flip), ra_seed, **kwargs)
+    return randaugment_fixmatch(weak_augment(images, weak_seed, flip=flip), ra_seed, **kwargs)
 
 
-def strong_uda(image, seed, flip=True, **kwargs):
-    """UDA's augmented view: RandAugment + cutout (offline in UDA), then flip + crop (online)."""
+def strong_uda(images, seed, flip=True, **kwargs):
+    """UDA's augmented view of images [(B,) H, W, C]: RandAugment + cutout (offline in UDA), then flip + crop
+    (online)."""
     ra_seed, weak_seed = split(seed, 2)
-    return weak_augment(randaugment_uda(image, ra_seed, **kwargs), weak_seed, flip=flip)
-
-
-def augment_batch_fixmatch(images, seed, **kwargs):
-    """randaugment_fixmatch over [B, H, W, C] with per-image seeds split from `seed`."""
-    return map_batch(lambda image, s: randaugment_fixmatch(image, s, **kwargs), images, seed)
-
-
-def augment_batch_uda(images, seed, **kwargs):
-    """randaugment_uda over [B, H, W, C] with per-image seeds split from `seed`."""
-    return map_batch(lambda image, s: randaugment_uda(image, s, **kwargs), images, seed)
-
-
-def strong_batch_fixmatch(images, seed, flip=True, **kwargs):
-    """strong_fixmatch (weak, then RandAugment + cutout) over [B, H, W, C], per-image seeds from `seed`."""
-    return map_batch(lambda image, s: strong_fixmatch(image, s, flip=flip, **kwargs), images, seed)
-
-
-def strong_batch_uda(images, seed, flip=True, **kwargs):
-    """strong_uda (RandAugment + cutout, then weak) over [B, H, W, C], per-image seeds from `seed`."""
-    return map_batch(lambda image, s: strong_uda(image, s, flip=flip, **kwargs), images, seed)
+    return weak_augment(randaugment_uda(images, ra_seed, **kwargs), weak_seed, flip=flip)

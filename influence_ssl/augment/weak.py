@@ -10,30 +10,31 @@ SVHN: `flip=False`. The pad scales with the image: round(0.125 * H) rows, round(
 """
 import tensorflow as tf
 
-from influence_ssl.augment._seed import map_batch, split
+from influence_ssl.augment._seed import as_batch, split
 
 PAD_FRACTION = 0.125
+FLIP_PROBABILITY = 0.5
 
 
-def weak_augment(image, seed, flip=True, pad=None):
-    """image [H, W, C] in [-1, 1]; seed [2]; returns the flipped (p=0.5) and translated image."""
-    image = tf.convert_to_tensor(image, tf.float32)
+def weak_augment(images, seed, flip=True, pad=None):
+    """images [(B,) H, W, C] in [-1, 1]; seed [2]; returns each image flipped (p = FLIP_PROBABILITY) and
+    translated.
+
+    Pads of p rows (q columns) leave (2p + 1)(2q + 1) crops; each image's crop is drawn uniformly."""
+    batch, unbatch = as_batch(images)
     flip_seed, crop_seed = split(seed, 2)
+    shape = tf.shape(batch)
     if flip:
-        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    shape = tf.shape(image)
+        flipped = tf.random.stateless_uniform(shape[:1], flip_seed) < FLIP_PROBABILITY
+        batch = tf.where(flipped[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
     if pad is None:
-        hw = tf.cast(shape[:2], tf.float32)
-        pads = tf.cast(tf.round(PAD_FRACTION * hw), tf.int32)
+        pads = tf.cast(tf.round(PAD_FRACTION * tf.cast(shape[1:3], tf.float32)), tf.int32)
     else:
         pads = tf.constant([pad, pad], tf.int32)
-    paddings = tf.stack([[pads[0], pads[0]], [pads[1], pads[1]], [0, 0]])
-    padded = tf.pad(image, paddings, mode="REFLECT")
-    out = tf.image.stateless_random_crop(padded, shape, crop_seed)
-    out.set_shape(image.shape)
-    return out
-
-
-def augment_batch(images, seed, flip=True, pad=None):
-    """weak_augment over [B, H, W, C] with per-image seeds split from `seed`."""
-    return map_batch(lambda image, s: weak_augment(image, s, flip=flip, pad=pad), images, seed)
+    padded = tf.pad(batch, [[0, 0], [pads[0], pads[0]], [pads[1], pads[1]], [0, 0]], mode="REFLECT")
+    u = tf.random.stateless_uniform(tf.stack([shape[0], 2]), crop_seed)
+    offsets = tf.minimum(tf.cast(tf.floor(u * tf.cast(2 * pads + 1, tf.float32)), tf.int32), 2 * pads)  # [B, 2]
+    rows = offsets[:, :1] + tf.range(shape[1])[None]  # [B, H]
+    cols = offsets[:, 1:] + tf.range(shape[2])[None]  # [B, W]
+    out = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    return unbatch(tf.ensure_shape(out, batch.shape))

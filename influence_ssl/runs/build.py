@@ -86,9 +86,9 @@ def make_augmentations(config):
     view, and CTA's rates learn from labeled probes, unless frozen (the authors' code: the rates stay uniform,
     so each magnitude is uniform on [0, 1])."""
     flip = data_lib.flips_horizontally(config.data.dataset)
-    weak = functools.partial(augment.weak_augment_batch, flip=flip)
+    weak = functools.partial(augment.weak_augment, flip=flip)
     if config.algorithm.algorithm == "uda":
-        return weak, functools.partial(augment.strong_batch_uda, flip=flip), None
+        return weak, functools.partial(augment.strong_uda, flip=flip), None
     if config.algorithm.augment == "cta":
         cta = augment.CTAugment()
 
@@ -97,7 +97,7 @@ def make_augmentations(config):
             return cta.augment_batch(weak(images, weak_seed), cta_seed)
 
         return weak, strong, None if config.algorithm.cta_frozen else cta
-    return weak, functools.partial(augment.strong_batch_fixmatch, flip=flip), None
+    return weak, functools.partial(augment.strong_fixmatch, flip=flip), None
 
 
 def make_source(config, data):

@@ -166,7 +166,7 @@ LAMBDA_STEP_FIELDS = ("inner_steps", "weight_lr", "weight_warmup", "weight_optim
 
 # Part of every hash: raise it when a change of the code changes what an existing configuration computes, so
 # that cached runs of the old code are not read as runs of the new.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: RandAugment and weak augmentation draw a batch's numbers at once
 
 
 def config_hash(config):

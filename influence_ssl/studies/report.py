@@ -22,7 +22,9 @@ from influence_ssl.trainer.results import RESULTS_FORMAT as RUN_FORMAT
 SEC44_FORMAT = "influence_ssl.sec44/1"  # experiments.benchmarks.sec44
 PERGRAD_SPEED_FORMAT = "influence_ssl.pergrad_speed/1"  # experiments.benchmarks.pergrad_speed
 MADAM_EPSILON_FORMAT = "influence_ssl.madam_epsilon/1"  # experiments.benchmarks.madam_epsilon
-BENCHMARKS = {SEC44_FORMAT: "sec44", PERGRAD_SPEED_FORMAT: "pergrad_speed", MADAM_EPSILON_FORMAT: "madam_epsilon"}
+AUGMENT_SPEED_FORMAT = "influence_ssl.augment_speed/1"  # experiments.benchmarks.augment_speed
+BENCHMARKS = {SEC44_FORMAT: "sec44", PERGRAD_SPEED_FORMAT: "pergrad_speed", MADAM_EPSILON_FORMAT: "madam_epsilon",
+              AUGMENT_SPEED_FORMAT: "augment_speed"}
 # A study JSON's "study": compare, synthetic, weighting_rules, label_curve or ablation_<name> (ablation last: see
 # kind_of).
 STUDIES = ("compare", "synthetic", "weighting_rules", "label_curve", "ablation")

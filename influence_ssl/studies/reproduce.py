@@ -125,6 +125,8 @@ def _entries():
     out.append(Entry("pergrad_speed", "speed", "experiments.benchmarks.pergrad_speed", ("--batches=16,64",), 10.0,
                      kind=None, quick=("--batches=4", "--repeats=1", "--depth=10", "--methods=fast,loop"),
                      format="influence_ssl.pergrad_speed/1"))
+    out.append(Entry("augment_speed", "speed", "experiments.benchmarks.augment_speed", (), 5.0, kind=None,
+                     quick=("--settings=8x8x8x1", "--repeats=1"), format="influence_ssl.augment_speed/1"))
     for name, args in (("madam_epsilon", ()), ("madam_epsilon_late", ("--t_offset=1700",))):
         out.append(Entry(name, "text", "experiments.benchmarks.madam_epsilon", args, 3.0, kind=None,
                          quick=("--steps=20", "--num_unlabeled=256"), format="influence_ssl.madam_epsilon/1"))
