@@ -22,17 +22,6 @@ def split(seed, num):
     return tf.unstack(seeds, num=num)
 
 
-def as_batch(images):
-    """images [H, W, C] or [B, H, W, C] as float32 [B, H, W, C], and the function that gives the output
-    the input's rank back."""
-    images = tf.convert_to_tensor(images, tf.float32)
-    if images.shape.rank == 3:
-        return images[None], lambda out: out[0]
-    if images.shape.rank != 4:
-        raise ValueError(f"expected [H, W, C] or [B, H, W, C], got {images.shape}")
-    return images, lambda out: out
-
-
 # The augmentations have no Python control flow on tensors: AutoGraph's conversion of them would only cost
 # tracing time (it was most of a step's tracing).
 @tf.autograph.experimental.do_not_convert

@@ -55,11 +55,13 @@ def _per_image(value, image, dtype=tf.float32):
     return value
 
 
-def _batched(image):
-    """[H, W, C] -> [1, H, W, C] (a batch passes through), and the function that undoes it."""
-    if image.shape.rank == 3:
-        return image[None], lambda out: out[0]
-    return image, lambda out: out
+def as_batch(images):
+    """images [H, W, C] or [B, H, W, C] as float32 [B, H, W, C], and the function that gives an output the
+    input's rank back."""
+    images = _image(images)
+    if images.shape.rank == 3:
+        return images[None], lambda out: out[0]
+    return images, lambda out: out
 
 
 def clip(image):
@@ -108,7 +110,7 @@ def _filter3(image, kernel):
     weights = tf.constant(kernel, tf.float32)
     weights = weights / tf.reduce_sum(weights)
     weights = tf.tile(weights[:, :, None, None], [1, 1, channels, 1])
-    batch, unbatch = _batched(image)
+    batch, unbatch = as_batch(image)
     # Interior pixels never see SAME's zero padding; the border keeps the image.
     filtered = unbatch(tf.nn.depthwise_conv2d(batch, weights, strides=[1, 1, 1, 1], padding="SAME"))
     height, width = _height_width(image)
@@ -154,7 +156,7 @@ def equalize(image):
     clipped to 255; step == 0 leaves the channel unchanged.
     """
     image = _image(image)
-    batch, unbatch = _batched(image)
+    batch, unbatch = as_batch(image)
     shape = tf.shape(batch)
     values = _uint8_values(batch)
     flat = tf.reshape(tf.transpose(values, [0, 3, 1, 2]), [shape[0] * shape[3], -1])  # [B C, HW]
@@ -231,7 +233,7 @@ def transform(image, matrix, fill=BLACK, interpolation="NEAREST"):
     ((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k), k = c0 x + c1 y + 1, matrix = [a0..c1] (8; [B, 8] for
     a batch). Points outside the input get `fill` (in [-1, 1] units)."""
     image = _image(image)
-    batch, unbatch = _batched(image)
+    batch, unbatch = as_batch(image)
     matrix = tf.reshape(tf.cast(matrix, tf.float32), [-1, 8])
     out = tf.raw_ops.ImageProjectiveTransformV3(
         images=batch,

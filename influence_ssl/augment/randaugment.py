@@ -43,7 +43,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from influence_ssl.augment import ops
-from influence_ssl.augment._seed import as_batch, split
+from influence_ssl.augment._seed import split
 from influence_ssl.augment.cutout import cutout, cutout_at_position, default_cutout_size
 from influence_ssl.augment.weak import weak_augment
 
@@ -203,7 +203,7 @@ def apply_op(image, op_index, magnitude, sign, op_names, position=(0.5, 0.5), fi
 def randaugment(images, seed, op_names, num_ops=2, prob=0.5, magnitude=None, fill=0.0, interpolation="NEAREST"):
     """num_ops random ops (with replacement) from op_names, each applied with probability `prob` at
     a uniform integer magnitude 1..9 (or the fixed `magnitude`), on images [(B,) H, W, C]. No cutout."""
-    batch, unbatch = as_batch(images)
+    batch, unbatch = ops.as_batch(images)
     policy = sample_policy(seed, tf.shape(batch)[0], op_names, num_ops, prob, magnitude)
     return unbatch(apply_policy(batch, policy, op_names, fill, interpolation))
 

@@ -10,7 +10,8 @@ SVHN: `flip=False`. The pad scales with the image: round(0.125 * H) rows, round(
 """
 import tensorflow as tf
 
-from influence_ssl.augment._seed import as_batch, split
+from influence_ssl.augment import ops
+from influence_ssl.augment._seed import split
 
 PAD_FRACTION = 0.125
 FLIP_PROBABILITY = 0.5
@@ -21,7 +22,7 @@ def weak_augment(images, seed, flip=True, pad=None):
     translated.
 
     Pads of p rows (q columns) leave (2p + 1)(2q + 1) crops; each image's crop is drawn uniformly."""
-    batch, unbatch = as_batch(images)
+    batch, unbatch = ops.as_batch(images)
     flip_seed, crop_seed = split(seed, 2)
     shape = tf.shape(batch)
     if flip:
