@@ -280,7 +280,8 @@ def _policies():
 BATCH = tf.constant(np.random.RandomState(3).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32))
 
 
-@pytest.mark.parametrize("name", list(_policies()))
+# RandAugment alone is the strong views' second half: their determinism is its own.
+@pytest.mark.parametrize("name", [name for name in _policies() if not name.startswith("ra_")])
 def test_policy_determinism_eager_function_and_dataset(name):
     fn = _policies()[name]
     seed = tf.constant([11, 12], tf.int64)
