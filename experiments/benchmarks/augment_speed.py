@@ -23,9 +23,10 @@ from experiments.benchmarks.timing import time_round_robin  # noqa: E402
 from experiments.checks import run_main  # noqa: E402
 from influence_ssl import augment  # noqa: E402
 from influence_ssl.augment._seed import map_batch  # noqa: E402
+from influence_ssl.studies import results as study_results  # noqa: E402
 from influence_ssl.trainer import ConfigError  # noqa: E402
 
-FORMAT = "influence_ssl.augment_speed/1"
+FORMAT = study_results.AUGMENT_SPEED_FORMAT  # read by experiments.report
 AUGMENTATIONS = {"weak": augment.weak_augment, "strong_fixmatch": augment.strong_fixmatch,
                  "strong_uda": augment.strong_uda}
 
@@ -34,8 +35,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("settings", ["96x8x8x1", "64x32x32x3", "448x32x32x3"], "Batches to time, as BxHxWxC.")
 flags.DEFINE_integer("repeats", 10, "Timed calls per function after one warm-up call (which includes tracing).")
 flags.DEFINE_integer("threads", 1, "TensorFlow intra- and inter-op threads (1: as each lane of a study sweep).")
-flags.DEFINE_string("json_out", "", "Also write the timings to this JSON (format influence_ssl.augment_speed/1, "
-                    "with provenance).")
+flags.DEFINE_string("json_out", "", f"Also write the timings to this JSON (format {FORMAT}, with provenance).")
 
 
 def parse_setting(text):

@@ -25,7 +25,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-FORMAT = "influence_ssl.madam_epsilon/1"
+from influence_ssl.studies import results as study_results  # noqa: E402
+
+FORMAT = study_results.MADAM_EPSILON_FORMAT  # read by experiments.report
 EPSILONS = (1e-7, 1e-8, 1e-30)  # the project's default, the authors' code's, and (almost) none
 # The tests' tiny BERT (tests/test_text_bert.py).
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,

@@ -25,6 +25,7 @@ from absl import flags  # noqa: E402
 from experiments.benchmarks.timing import time_round_robin, xent  # noqa: E402
 from experiments.checks import run_main  # noqa: E402
 from influence_ssl.pergrad import CONV_IMPLS, conv2d_filter_grads, fastest_method, make_per_example_gradients_fn  # noqa: E402
+from influence_ssl.studies import results as study_results  # noqa: E402
 from influence_ssl.trainer import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -41,9 +42,9 @@ flags.DEFINE_enum("variables", "all", ["all", "head"], "Per-example gradients of
 flags.DEFINE_bool("training", False, "Run BatchNormalization in training mode (only 'fast' allows it).")
 flags.DEFINE_integer("seed", 0, "Random seed of inputs and weights.")
 flags.DEFINE_string("json_out", "", "--mode=model: also write the timings to this JSON (format "
-                    "influence_ssl.pergrad_speed/1, with provenance).")
+                    f"{study_results.PERGRAD_SPEED_FORMAT}, with provenance).")
 
-FORMAT = "influence_ssl.pergrad_speed/1"  # read by experiments.report
+FORMAT = study_results.PERGRAD_SPEED_FORMAT  # read by experiments.report
 
 
 def wide_resnet(depth=28, width=2, num_classes=10, input_shape=(32, 32, 3)):

@@ -61,6 +61,7 @@ from experiments.benchmarks.sec44_train_blocks import (
 from experiments.benchmarks.timing import fetch, peak_rss_bytes
 from experiments.checks import run_main, writable_dir
 from influence_ssl.runs.provenance import provenance
+from influence_ssl.studies import results as study_results
 from influence_ssl.trainer import ConfigError
 
 BLOCKS = ("per_example_gradients", "lambda_step", "lambda_update", "alg1_overhead")
@@ -73,7 +74,7 @@ PAPER_OVERHEAD_BATCHES = (64, 320, 320)
 CPU_OVERHEAD_BATCHES = (8, 16, 32)
 TABLE_SIZES = ("10000", "100000", "1000000", "10000000")
 
-FORMAT = "influence_ssl.sec44/1"  # read by experiments.report
+FORMAT = study_results.SEC44_FORMAT  # read by experiments.report
 FLAGS = flags.FLAGS
 flags.DEFINE_list("blocks", list(BLOCKS), f"Blocks to run, from {', '.join(BLOCKS)}.")
 flags.DEFINE_integer("repeats", 3, "Timed calls per figure (after one warm-up call); the median is reported.")

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 
+from influence_ssl.studies.results import AUGMENT_SPEED_FORMAT, MADAM_EPSILON_FORMAT, PERGRAD_SPEED_FORMAT, SEC44_FORMAT
 from influence_ssl.studies.results import FORMAT as STUDY_FORMAT
 
 RESULTS = "results"
@@ -121,15 +122,15 @@ def _entries():
                          (*six, f"--num_labeled={labels}"), 15.0))
     out.append(Entry("sec44", "speed", "experiments.benchmarks.sec44", (), 15.0, kind=None,
                      quick=("--repeats=1", "--update_repeats=2", "--blocks=per_example_gradients"),
-                     format="influence_ssl.sec44/1"))
+                     format=SEC44_FORMAT))
     out.append(Entry("pergrad_speed", "speed", "experiments.benchmarks.pergrad_speed", ("--batches=16,64",), 10.0,
                      kind=None, quick=("--batches=4", "--repeats=1", "--depth=10", "--methods=fast,loop"),
-                     format="influence_ssl.pergrad_speed/1"))
+                     format=PERGRAD_SPEED_FORMAT))
     out.append(Entry("augment_speed", "speed", "experiments.benchmarks.augment_speed", (), 5.0, kind=None,
-                     quick=("--settings=8x8x8x1", "--repeats=1"), format="influence_ssl.augment_speed/1"))
+                     quick=("--settings=8x8x8x1", "--repeats=1"), format=AUGMENT_SPEED_FORMAT))
     for name, args in (("madam_epsilon", ()), ("madam_epsilon_late", ("--t_offset=1700",))):
         out.append(Entry(name, "text", "experiments.benchmarks.madam_epsilon", args, 3.0, kind=None,
-                         quick=("--steps=20", "--num_unlabeled=256"), format="influence_ssl.madam_epsilon/1"))
+                         quick=("--steps=20", "--num_unlabeled=256"), format=MADAM_EPSILON_FORMAT))
     return tuple(out)
 
 

@@ -6,6 +6,11 @@ from influence_ssl import stats
 from influence_ssl.metrics import auroc, count_group_masks, lowest_fraction_rate, mean_std, weight_diagnostics
 
 FORMAT = "influence_ssl.study/1"
+# The benchmarks' JSON formats (experiments/benchmarks/<name>.py writes, experiments.report reads).
+SEC44_FORMAT = "influence_ssl.sec44/1"
+PERGRAD_SPEED_FORMAT = "influence_ssl.pergrad_speed/1"
+MADAM_EPSILON_FORMAT = "influence_ssl.madam_epsilon/1"
+AUGMENT_SPEED_FORMAT = "influence_ssl.augment_speed/1"
 
 
 def method_values(per_seed, seeds, name, metric):
