@@ -33,3 +33,11 @@ def test_a_setting_that_is_not_a_shape_is_refused(tmp_path):
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
         "error: --settings entry '96x8x8' is not BxHxWxC (e.g. 96x8x8x1).")
     assert not (tmp_path / "x.json").exists()
+
+
+def test_an_unwritable_json_out_is_refused_before_any_timing(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run("--settings=3x8x8x1", "--repeats=1", f"--json_out={blocker}/x.json")
+    assert result.returncode == 2 and "|" not in result.stdout  # no timing row printed
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: Cannot write to --json_out={str(blocker)!r}")

@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
 from experiments.benchmarks.timing import time_round_robin  # noqa: E402
-from experiments.checks import run_main  # noqa: E402
+from experiments.checks import run_main, writable_dir  # noqa: E402
 from influence_ssl import augment  # noqa: E402
 from influence_ssl.augment._seed import map_batch  # noqa: E402
 from influence_ssl.studies import results as study_results  # noqa: E402
@@ -57,7 +57,7 @@ def functions(name):
 
 
 def run_setting(shape):
-    """{augmentation: {way: {"median_ms", "warmup_s"}, "ratio"}} of one batch shape."""
+    """{augmentation: {way: {"median_ms", "warmup_s"}, "per_image_over_batched"}} of one batch shape."""
     images = tf.constant(np.random.default_rng(0).integers(0, 256, shape).astype(np.float32) / 127.5 - 1.0)
     seed = tf.constant([0, 1], tf.int64)
     out = {}
@@ -77,6 +77,8 @@ def main(argv):
     shapes = [parse_setting(s) for s in FLAGS.settings]
     if FLAGS.threads < 1:
         raise ConfigError("--threads must be at least 1.")
+    if FLAGS.json_out:  # before the timings, not after them
+        writable_dir(os.path.dirname(os.path.abspath(FLAGS.json_out)), "--json_out")
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     print("| batch | augmentation | per image, ms | batched, ms | per image / batched |")
@@ -85,7 +87,6 @@ def main(argv):
     if FLAGS.json_out:
         from influence_ssl.runs.provenance import provenance
 
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json_out)), exist_ok=True)
         with open(FLAGS.json_out, "w") as f:
             json.dump({"format": FORMAT, "settings": {"repeats": FLAGS.repeats, "threads": FLAGS.threads},
                        "results": results,
