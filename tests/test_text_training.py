@@ -115,12 +115,13 @@ def test_binary_reparam_influence_matches_the_exact_full_hessian_oracle():
     from influence_ssl.models import bert_classifier
 
     data = fake_text_data()
-    # A random BERT at init range 0.02 maps every input to nearly the same pooled output (a Hessian of
-    # condition ~1e16); at 0.3 the features spread and the comparison is meaningful (condition ~1e6).
+    # A random BERT at init range 0.02 maps every input to nearly the same pooled output; at 0.3 the features
+    # spread. Without an L2 term the Hessian's condition is still ~1e7, so float32 rounding (which differs
+    # between CPUs) moves the hypergradient itself by percents: the unit L2 (the authors' code) makes it ~10.
     model = bert_classifier(tiny_bert(seed=5, initializer_range=0.3), seq_length=12, seed=0)
     config = TrainConfig(steps=10, labeled_batch=8, unlabeled_batch=48, validation_batch=8, inner_steps=1,
                          optimizer="adamw", weight_decay=0.01, binary_reparam=True, influence_damping=0.0,
-                         lr_schedule="bert_linear", clip_norm=1.0)
+                         influence_hessian_l2="unit", lr_schedule="bert_linear", clip_norm=1.0)
     source = PairedTextSource(data, 8, 48, 8, seed=0)
     trainer = Trainer(model, UDA(1.0, 0.0, "linear", total_steps=10), source, config, verbose=False)
     ids, ours = trainer.hypergradient(1)
@@ -133,10 +134,10 @@ def test_binary_reparam_influence_matches_the_exact_full_hessian_oracle():
                "val_features": f64(model.features(batch["val_x"], training=False)),
                "val_targets": np.eye(2)[batch["val_y"].numpy()],
                "kernel": f64(model.head.kernel), "bias": f64(model.head.bias)}
-    # adamw's decay is outside the loss: no l2 in the influence.
-    reference = Oracle(problem, l2=0.0, labeled_weights=1.0 / 8, binary=True).hypergradient() / 48
+    # The unit L2 on the two-logit head (φ, -φ) is ½||(φ, -φ)||² = ||φ||²: l2 = 2 on the Oracle's one-logit φ.
+    reference = Oracle(problem, l2=2.0, labeled_weights=1.0 / 8, binary=True).hypergradient() / 48
     np.testing.assert_array_equal(ids, batch["unlabeled_ids"].numpy())
-    np.testing.assert_allclose(ours, reference, rtol=2e-3, atol=1e-4 * np.abs(reference).max())
+    np.testing.assert_allclose(ours, reference, rtol=5e-4, atol=2e-5 * np.abs(reference).max())
 
 
 # ------------------------------------------------------------------------------- the command line
