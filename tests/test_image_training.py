@@ -207,10 +207,18 @@ def test_image_run_with_ema_and_ctaugment_resumes_exactly(tmp_path):
     assert not np.all(whole.source.probe.rates.numpy() == 1.0)
 
 
+@pytest.fixture
+def eager_functions():
+    """tf.functions run as Python: the views are compiled once per process, and this reads the flip probability
+    at each call."""
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
 
 @pytest.mark.parametrize("algorithm", ["fixmatch", "uda"])
 @pytest.mark.parametrize("dataset,flips", [("digits", False), ("svhn", False), ("cifar10", True)])
-def test_only_mirror_invariant_datasets_are_flipped(monkeypatch, algorithm, dataset, flips):
+def test_only_mirror_invariant_datasets_are_flipped(monkeypatch, eager_functions, algorithm, dataset, flips):
     """Digits (sklearn, SVHN) are never mirrored, in the weak or the strong view: with the random flip
     made certain, their views do not change; CIFAR-10's do."""
     weak, strong, _ = build.make_augmentations(presets.resolve({"algorithm": algorithm, "dataset": dataset}))

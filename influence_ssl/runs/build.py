@@ -80,24 +80,33 @@ def make_rule(a, num_classes, num_unlabeled):
     return weighting.UASDFilter(num_classes, num_unlabeled, threshold=a.uasd_threshold)
 
 
+# Traced once per process and input shape, not once per call site: a trainer augments in several compiled steps
+# (θ batch, Λ batch), and a study builds a source per run. Tracing a strong view takes seconds; the graph is the
+# same, so the results are too.
+_WEAK = tf.function(augment.weak_augment, autograph=False)
+_STRONG_UDA = tf.function(augment.strong_uda, autograph=False)
+_STRONG_FIXMATCH = tf.function(augment.strong_fixmatch, autograph=False)
+
+
 def make_augmentations(config):
     """(weak, strong, probe) of an image run. Only datasets whose class survives a mirror are flipped
     (data.HORIZONTAL_FLIP: not SVHN, not digits). With CTAugment the strong view is CTA on top of the weak
     view, and CTA's rates learn from labeled probes, unless frozen (the authors' code: the rates stay uniform,
     so each magnitude is uniform on [0, 1])."""
     flip = data_lib.flips_horizontally(config.data.dataset)
-    weak = functools.partial(augment.weak_augment, flip=flip)
+    weak = functools.partial(_WEAK, flip=flip)
     if config.algorithm.algorithm == "uda":
-        return weak, functools.partial(augment.strong_uda, flip=flip), None
+        return weak, functools.partial(_STRONG_UDA, flip=flip), None
     if config.algorithm.augment == "cta":
         cta = augment.CTAugment()
 
+        @tf.function(autograph=False)  # this CTAugment's rates: traced once per source
         def strong(images, seed):
             weak_seed, cta_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
             return cta.augment_batch(weak(images, weak_seed), cta_seed)
 
         return weak, strong, None if config.algorithm.cta_frozen else cta
-    return weak, functools.partial(augment.strong_fixmatch, flip=flip), None
+    return weak, functools.partial(_STRONG_FIXMATCH, flip=flip), None
 
 
 def make_source(config, data):
