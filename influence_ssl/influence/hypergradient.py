@@ -10,11 +10,11 @@ import tensorflow as tf
 
 from influence_ssl.influence import last_layer, solvers
 
-# Damping added to H as damping * mean(diag(H)) * I (scale-free). Chosen from
-# experiments/benchmarks/damping_study.py (docs/design/influence.md): on heads that are singular only through the
-# logit shift, the error vs the pseudo-inverse is ~damping * (10..100) (1e-8 -> <1e-6); on rank-deficient
-# ReLU features it acts as an eigenvalue cutoff near 1e-10 * lambda_max, where the pinv answer itself is
-# cutoff-dependent; and float64 Cholesky keeps a 1e4 margin (it failed at 1e-12 on the MLP head).
+# Damping added to H as damping * mean(diag(H)) * I (scale-free). Chosen with experiments.benchmarks.damping_study
+# (results/speed/damping_study.json, docs/design/influence.md): where the pseudo-inverse is well defined, the error
+# against it is proportional to the damping (1e-8 -> under 1e-6); on rank-deficient ReLU features it acts as a
+# soft eigenvalue cutoff (near 1e-10 * lambda_max), where the pinv answer itself depends on the cutoff; and
+# float64 Cholesky failed there at 1e-10 and below, a margin of two orders of magnitude.
 DEFAULT_DAMPING = 1e-8
 
 _COMPUTE_DTYPE = tf.float64

@@ -15,13 +15,19 @@ import numpy as np
 
 from influence_ssl import stats
 from influence_ssl.metrics import mean_std
-from influence_ssl.studies.results import AUGMENT_SPEED_FORMAT, MADAM_EPSILON_FORMAT, PERGRAD_SPEED_FORMAT, SEC44_FORMAT
+from influence_ssl.studies.results import (
+    AUGMENT_SPEED_FORMAT,
+    DAMPING_STUDY_FORMAT,
+    MADAM_EPSILON_FORMAT,
+    PERGRAD_SPEED_FORMAT,
+    SEC44_FORMAT,
+)
 from influence_ssl.studies.results import FORMAT as STUDY_FORMAT
 from influence_ssl.trainer.config import HYPERGRADIENT_VARIANTS, TrainConfig
 from influence_ssl.trainer.results import RESULTS_FORMAT as RUN_FORMAT
 
 BENCHMARKS = {SEC44_FORMAT: "sec44", PERGRAD_SPEED_FORMAT: "pergrad_speed", MADAM_EPSILON_FORMAT: "madam_epsilon",
-              AUGMENT_SPEED_FORMAT: "augment_speed"}
+              AUGMENT_SPEED_FORMAT: "augment_speed", DAMPING_STUDY_FORMAT: "damping_study"}
 # A study JSON's "study": compare, synthetic, weighting_rules, label_curve or ablation_<name> (ablation last: see
 # kind_of).
 STUDIES = ("compare", "synthetic", "weighting_rules", "label_curve", "ablation")

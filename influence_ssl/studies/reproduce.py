@@ -18,7 +18,13 @@ import sys
 import threading
 import time
 
-from influence_ssl.studies.results import AUGMENT_SPEED_FORMAT, MADAM_EPSILON_FORMAT, PERGRAD_SPEED_FORMAT, SEC44_FORMAT
+from influence_ssl.studies.results import (
+    AUGMENT_SPEED_FORMAT,
+    DAMPING_STUDY_FORMAT,
+    MADAM_EPSILON_FORMAT,
+    PERGRAD_SPEED_FORMAT,
+    SEC44_FORMAT,
+)
 from influence_ssl.studies.results import FORMAT as STUDY_FORMAT
 
 RESULTS = "results"
@@ -128,6 +134,8 @@ def _entries():
                      format=PERGRAD_SPEED_FORMAT))
     out.append(Entry("augment_speed", "speed", "experiments.benchmarks.augment_speed", (), 5.0, kind=None,
                      quick=("--settings=8x8x8x1", "--repeats=1"), format=AUGMENT_SPEED_FORMAT))
+    out.append(Entry("damping_study", "speed", "experiments.benchmarks.damping_study", (), 2.0, kind=None,
+                     quick=("--quick",), format=DAMPING_STUDY_FORMAT))
     for name, args in (("madam_epsilon", ()), ("madam_epsilon_late", ("--t_offset=1700",))):
         out.append(Entry(name, "text", "experiments.benchmarks.madam_epsilon", args, 3.0, kind=None,
                          quick=("--steps=20", "--num_unlabeled=256"), format=MADAM_EPSILON_FORMAT))

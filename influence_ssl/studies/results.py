@@ -11,6 +11,7 @@ SEC44_FORMAT = "influence_ssl.sec44/1"
 PERGRAD_SPEED_FORMAT = "influence_ssl.pergrad_speed/1"
 MADAM_EPSILON_FORMAT = "influence_ssl.madam_epsilon/1"
 AUGMENT_SPEED_FORMAT = "influence_ssl.augment_speed/1"
+DAMPING_STUDY_FORMAT = "influence_ssl.damping_study/1"
 
 
 def method_values(per_seed, seeds, name, metric):
