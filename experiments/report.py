@@ -328,6 +328,12 @@ def weighting_rules(found, d):
                 for name in methods if f"{name} - ours" in s["paired_vs_ours"]]
         tables.append(table(f"Beyond the paper: the field's weighting rules ({setting}), against ours", BEYOND,
                             rows))
+        on_rule = s.get("paired_on_rule", {})
+        if on_rule:
+            rows = [[x, setting, error_of(methods[x]["values"]), n, "", study_pair(s, x, y, table="paired_on_rule")]
+                    for x, y in (key.split(" - ") for key in on_rule)]
+            tables.append(table(f"Beyond the paper: learned λ on top of a weighting rule ({setting}), against the "
+                                "rule alone", BEYOND, rows))
         for kind, what in (("auroc_wrong", "wrong pseudo-label"), ("auroc_ood", "OOD example")):
             scores = {row: e for row, e in s.get("scores", {}).items() if kind in e}
             if not scores:

@@ -254,10 +254,11 @@ def test_the_beyond_the_paper_studies_have_their_tables(tmp_path):
     recipe["paired_auroc"] = results_lib.paired_table({"ours_paper": {"values": A6}, "base": {"values": B6}},
                                                       [("ours_paper", "base")])
     write(tmp_path / "recipes" / "recipe_digits.json", recipe)
-    rules = study("weighting_rules", {"base": B6, "ours": A6, "softmatch": B6}, [("ours", "base"),
-                                                                                ("softmatch", "base")],
+    rules = study("weighting_rules", {"base": B6, "ours": A6, "softmatch": B6, "ours_softmatch": A6},
+                  [("ours", "base"), ("softmatch", "base")],
                   {**digits, "ood_classes": (6, 7, 8, 9), "ood_fraction": 0.5})
     rules["paired_vs_ours"] = results_lib.paired_table(rules["methods"], [("softmatch", "ours")])
+    rules["paired_on_rule"] = results_lib.paired_table(rules["methods"], [("ours_softmatch", "softmatch")])
     share = {"ood_share_lowest_5pct": [0.9] * 6, "ood_share": [0.4] * 6}
     rules["scores"] = {"ours λ": {"auroc_wrong": B6, "auroc_ood": B6, **share},
                        "softmatch w": {"auroc_wrong": A6, "auroc_ood": A6, **share}}
@@ -286,6 +287,9 @@ def test_the_beyond_the_paper_studies_have_their_tables(tmp_path):
     against_ours = section(out, "weighting rules (digits, 20 labels (fixmatch, ra), 50% OOD unlabeled), against "
                                 "ours", "detector")
     assert re.search(r"softmatch .* ours\s+-2\.00 ± 0\.89\s+0\.0312\s+0/0/6\s+beyond noise", against_ours)
+    on_rule = section(out, "learned λ on top of a weighting rule (digits, 20 labels (fixmatch, ra), 50% OOD unlabeled)",
+                      "detector")
+    assert re.search(r"ours_softmatch .* softmatch\s+\+2\.00 ± 0\.89\s+0\.0312\s+6/0/0\s+beyond noise", on_rule)
     ood = section(out, "detector of a OOD example")
     assert "OOD share among the lowest 5%: 90.0% against 40.0% of all" in ood
     assert re.search(r"softmatch w .* ours λ\s+\+0\.020 ± 0\.009\s+0\.0312\s+6/0/0", ood)

@@ -112,8 +112,13 @@ def test_the_paired_tables_the_json_and_the_picture(study):
     assert data["paired"]["uasd - base"]["mean"] == pytest.approx(0.01 * NAMES.index("uasd"))
     assert data["paired_vs_ours"]["softmatch - ours"]["mean"] == pytest.approx(0.03)
     assert all("p_holm" in row and row["n"] == 2 for row in data["paired_vs_ours"].values())
+    # λ on top of SoftMatch against SoftMatch alone (the fake accuracies step by 0.01 per row of NAMES).
+    assert list(data["paired_on_rule"]) == ["ours_softmatch - softmatch"]
+    on_rule = data["paired_on_rule"]["ours_softmatch - softmatch"]
+    assert on_rule["mean"] == pytest.approx(0.01 * (NAMES.index("ours_softmatch") - NAMES.index("softmatch")))
     assert 0 <= data["weights"]["auroc_low_weight_vs_wrong"] <= 1
     assert "uasd - base: +9.00" in stdout and "softmatch - ours: +3.00" in stdout
+    assert "ours_softmatch - softmatch: +" in stdout.split("against the rule alone")[1]
     assert (tmp_path / "plots" / "w.png").stat().st_size > 10_000  # named as its JSON
 
 

@@ -118,6 +118,7 @@ def run(base, seeds, cache, weight_lr_grid, tuned_lambda_grid=DEFAULT_TUNED_LAMB
            "paired": results_lib.paired_table(summary, [(n, "base") for n in names if n != "base"]),
            "paired_vs_ours": results_lib.paired_table(summary, [(n, "ours") for n in names
                                                                 if n not in ("base", "ours")]),
+           "paired_on_rule": results_lib.paired_table(summary, on_rule_pairs(names)),
            "config": base.to_dict()}
     pooled = results_lib.pooled_weights(per_seed, seeds, "ours")
     if pooled is not None:
@@ -127,6 +128,11 @@ def run(base, seeds, cache, weight_lr_grid, tuned_lambda_grid=DEFAULT_TUNED_LAMB
     out["paired_scores"] = paired_scores(scores)
     out["rank_agreement"] = rank_agreement(arrays)
     return out
+
+
+def on_rule_pairs(names):
+    """[(ours_<rule>, <rule>)]: learned λ on top of a rule against the rule alone (what λ adds to it)."""
+    return [(n, n[len("ours_"):]) for n in names if n.startswith("ours_") and n[len("ours_"):] in names]
 
 
 def score_names(arrays):
@@ -229,6 +235,9 @@ def format_report(results):
              results_lib.format_paired(results["paired"]), "",
              f"against ours ({results['ours_recipe']} recipe; Holm across these rows):",
              results_lib.format_paired(results["paired_vs_ours"])]
+    if results.get("paired_on_rule"):
+        lines += ["", "learned λ on top of a rule, against the rule alone (Holm across these rows):",
+                  results_lib.format_paired(results["paired_on_rule"])]
     for name, flag in CHOSEN.items():
         lines.append(f"{name}: {flag} chosen per seed {results['methods'][name][f'{flag}_per_seed']}")
     w = results.get("weights")
