@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from influence_ssl import influence
 from influence_ssl.data import make_synthetic
@@ -76,22 +77,6 @@ def problem_random(seed=0):
                 kernel=kernel, bias=bias)
 
 
-def _adam_step_fn(params, lr, beta1=0.9, beta2=0.999, epsilon=1e-7):
-    """step(grads) applying one Adam update to `params` (tf.Variables); plain TF, so no Keras is needed."""
-    moments = [(tf.Variable(tf.zeros_like(p)), tf.Variable(tf.zeros_like(p))) for p in params]
-    count = tf.Variable(0.0, dtype=params[0].dtype)
-
-    def step(grads):
-        count.assign_add(1.0)
-        rate = lr * tf.sqrt(1.0 - beta2 ** count) / (1.0 - beta1 ** count)
-        for p, g, (m, v) in zip(params, grads, moments):
-            m.assign(beta1 * m + (1.0 - beta1) * g)
-            v.assign(beta2 * v + (1.0 - beta2) * tf.square(g))
-            p.assign_sub(rate * m / (tf.sqrt(v) + epsilon))
-
-    return step
-
-
 def problem_mlp_moons(seed=0, steps=300, confidence=0.95):
     """The penultimate features of a 2-100-100-2 ReLU MLP (He init, Adam 1e-2, `steps` full-batch steps on the
     10 labeled points of make_synthetic("moons", seed)), with its unlabeled rows hard-pseudo-labelled where the
@@ -111,14 +96,14 @@ def problem_mlp_moons(seed=0, steps=300, confidence=0.95):
         return tf.nn.relu(tf.matmul(tf.nn.relu(tf.matmul(x, w1) + b1), w2) + b2)
 
     t_lab = _onehot(data.labeled_y, 2)
-    adam = _adam_step_fn(params, 1e-2)
+    adam = keras.optimizers.Adam(1e-2)
 
     @tf.function(autograph=False)
     def train_step():
         with tf.GradientTape() as tape:
             logits = tf.matmul(features(data.labeled_x), w3) + b3
             loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(t_lab, logits))
-        adam(tape.gradient(loss, params))
+        adam.apply_gradients(zip(tape.gradient(loss, params), params))
 
     for _ in range(steps):
         train_step()
