@@ -10,7 +10,6 @@ checks that each image of a batch gets exactly what each op gives it alone.
     python -m experiments.benchmarks.augment_speed                      # digits and CIFAR sizes, one thread
     python -m experiments.benchmarks.augment_speed --settings=96x8x8x1 --repeats=20
 """
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,6 +23,7 @@ from experiments.checks import run_main, writable_dir  # noqa: E402
 from influence_ssl import augment  # noqa: E402
 from influence_ssl.augment._seed import map_batch  # noqa: E402
 from influence_ssl.studies import results as study_results  # noqa: E402
+from influence_ssl.studies.protocol import write_json  # noqa: E402
 from influence_ssl.trainer import ConfigError  # noqa: E402
 
 FORMAT = study_results.AUGMENT_SPEED_FORMAT  # read by experiments.report
@@ -85,13 +85,10 @@ def main(argv):
     print("|---|---|---|---|---|")
     results = [{"shape": list(shape), "augmentations": run_setting(shape)} for shape in shapes]
     if FLAGS.json_out:
-        from influence_ssl.runs.provenance import provenance
-
-        with open(FLAGS.json_out, "w") as f:
-            json.dump({"format": FORMAT, "settings": {"repeats": FLAGS.repeats, "threads": FLAGS.threads},
-                       "results": results,
-                       "timing": "median of --repeats interleaved calls after one warm-up call; tf.function",
-                       "provenance": provenance()}, f, indent=2)
+        write_json(FLAGS.json_out, {"format": FORMAT, "settings": {"repeats": FLAGS.repeats, "threads": FLAGS.threads},
+                                    "results": results,
+                                    "timing": "median of --repeats interleaved calls after one warm-up call; "
+                                              "tf.function"})
         print(f"results: {FLAGS.json_out}")
 
 

@@ -14,7 +14,6 @@ the default damping, with tf.function timings (float32 inputs).
     python -m experiments.benchmarks.damping_study --json_out=results/speed/damping_study.json
     python -m experiments.benchmarks.damping_study --quick      # without the WRN-head problems
 """
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,6 +26,7 @@ from experiments.checks import run_main, writable_dir  # noqa: E402
 from influence_ssl import influence  # noqa: E402
 from influence_ssl.studies import damping  # noqa: E402
 from influence_ssl.studies import results as study_results  # noqa: E402
+from influence_ssl.studies.protocol import write_json  # noqa: E402
 
 FORMAT = study_results.DAMPING_STUDY_FORMAT
 APPROXIMATED = ("wrn_head", "wrn_head_mean")  # the problems whose approximations are compared
@@ -95,12 +95,8 @@ def main(argv):
             approximations[name] = damping.approximations(problems[name]["prob"], **problems[name]["options"])
             print_approximations(problems[name]["title"], approximations[name])
     if FLAGS.json_out:
-        from influence_ssl.runs.provenance import provenance
-
-        with open(FLAGS.json_out, "w") as f:
-            json.dump({"format": FORMAT, "default_damping": influence.DEFAULT_DAMPING, "quick": FLAGS.quick,
-                       "problems": tables, "approximations": approximations, "provenance": provenance()}, f,
-                      indent=2)
+        write_json(FLAGS.json_out, {"format": FORMAT, "default_damping": influence.DEFAULT_DAMPING,
+                                    "quick": FLAGS.quick, "problems": tables, "approximations": approximations})
         print(f"results: {FLAGS.json_out}")
 
 

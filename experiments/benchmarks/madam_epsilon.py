@@ -16,7 +16,6 @@ there, to see Λ steps late in a run (e.g. 1700 of a Table 2 run's 1800) without
 Run: python -m experiments.benchmarks.madam_epsilon [--t_offset=1700] [--steps=100]
 """
 import argparse
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -26,6 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from influence_ssl.studies import results as study_results  # noqa: E402
+from influence_ssl.studies.protocol import write_json  # noqa: E402
 
 FORMAT = study_results.MADAM_EPSILON_FORMAT  # read by experiments.report
 EPSILONS = (1e-7, 1e-8, 1e-30)  # the project's default, the authors' code's, and (almost) none
@@ -184,14 +184,10 @@ def main():
     figures = means(rows)
     print(summary(figures))
     if args.json_out:
-        from influence_ssl.runs.provenance import provenance
-
-        os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
         steps = [{**r, **{k: {str(e): v for e, v in r[k].items()} for k in r if isinstance(r[k], dict)}}
                  for r in rows]
-        with open(args.json_out, "w") as f:
-            json.dump({"format": FORMAT, "settings": vars(args), "means": figures, "per_lambda_step": steps,
-                       "provenance": provenance()}, f, indent=2, default=float)
+        write_json(args.json_out, {"format": FORMAT, "settings": vars(args), "means": figures,
+                                   "per_lambda_step": steps})
         print(f"results: {args.json_out}")
 
 

@@ -11,7 +11,6 @@ and "loop".
     python -m experiments.benchmarks.pergrad_speed --conv_impl=shifted,patches,vmap --methods=layerwise
     python -m experiments.benchmarks.pergrad_speed --mode=layers --batch=16
 """
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,6 +25,7 @@ from experiments.benchmarks.timing import time_round_robin, xent  # noqa: E402
 from experiments.checks import run_main  # noqa: E402
 from influence_ssl.pergrad import CONV_IMPLS, conv2d_filter_grads, fastest_method, make_per_example_gradients_fn  # noqa: E402
 from influence_ssl.studies import results as study_results  # noqa: E402
+from influence_ssl.studies.protocol import write_json  # noqa: E402
 from influence_ssl.trainer import ConfigError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -160,15 +160,11 @@ def main(argv):
         return
     timings = [run_model(batch) for batch in [int(b) for b in FLAGS.batches] or [FLAGS.batch]]
     if FLAGS.json_out:
-        from influence_ssl.runs.provenance import provenance
-
         settings = {name: FLAGS[name].value for name in ("methods", "conv_impl", "width", "depth", "num_classes",
                                                           "variables", "training", "repeats", "seed")}
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json_out)), exist_ok=True)
-        with open(FLAGS.json_out, "w") as f:
-            json.dump({"format": FORMAT, "settings": settings, "batches": timings,
-                       "timing": "median of --repeats interleaved calls after one warm-up call; tf.function",
-                       "provenance": provenance()}, f, indent=2)
+        write_json(FLAGS.json_out, {"format": FORMAT, "settings": settings, "batches": timings,
+                                    "timing": "median of --repeats interleaved calls after one warm-up call; "
+                                              "tf.function"})
         print(f"results: {FLAGS.json_out}")
 
 
