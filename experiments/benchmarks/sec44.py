@@ -60,8 +60,8 @@ from experiments.benchmarks.sec44_train_blocks import (
 )
 from experiments.benchmarks.timing import fetch, peak_rss_bytes
 from experiments.checks import run_main, writable_dir
-from influence_ssl.runs.provenance import provenance
 from influence_ssl.studies import results as study_results
+from influence_ssl.studies.protocol import write_json
 from influence_ssl.trainer import ConfigError
 
 BLOCKS = ("per_example_gradients", "lambda_step", "lambda_update", "alg1_overhead")
@@ -225,9 +225,7 @@ def main(argv):
     results["settings"] = {**settings, "total_s": round(time.time() - start, 1),
                            "timing": "median of --repeats calls after one warm-up call; compiled tf.functions; "
                                      "every call's result fetched to numpy"}
-    results["provenance"] = provenance()
-    with open(FLAGS.json_out, "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(FLAGS.json_out, results)
     print("\n" + format_report(results))
     print(f"\nresults: {FLAGS.json_out} (total {time.time() - start:.0f}s)")
 

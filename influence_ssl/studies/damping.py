@@ -219,6 +219,12 @@ def compare(out, ref):
 
 
 # --------------------------------------------------------------------------------------------- the study
+def _identity_options(options):
+    """The options that H^-1 = I keeps: its own (influence.METHOD_OPTIONS) and the labeled weights; it has no
+    Hessian, so decay and damping do not apply."""
+    return {k: v for k, v in options.items() if k in influence.METHOD_OPTIONS["identity"] or k == "labeled_weights"}
+
+
 def _damped(prob, l2, damping, options):
     """The exact hypergradient [m] at `damping` (float64 numpy) and its eager wall time in ms; None, None when
     the Cholesky factorisation fails."""
@@ -258,8 +264,7 @@ def damping_table(name, prob, l2=0.0, **kwargs):
     h, evals, refs = eigh_references(prob, l2, **kwargs)
     ref, lam_max = refs[REFERENCE_CUTOFF], evals[-1]
     prob32 = {key: np.asarray(val, np.float32) for key, val in prob.items()}
-    identity_options = {k: v for k, v in kwargs.items() if k in ("binary_reparam", "labeled_weights")}
-    identity = influence.last_layer_weight_gradients(**prob, method="identity", **identity_options).numpy()
+    identity = influence.last_layer_weight_gradients(**prob, method="identity", **_identity_options(kwargs)).numpy()
     return {
         "problem": name, "l2": l2, "options": kwargs, "params": len(evals), "live_rows": int(np.sum(ref != 0)),
         "min_eigenvalue_over_lambda_max": float(evals[0] / lam_max),
@@ -292,9 +297,7 @@ def approximations(prob, **kwargs):
     exact = influence.last_layer_weight_gradients(**prob, **kwargs).numpy()
     rows = []
     for label, method, extra in APPROXIMATIONS:
-        # Identity has no Hessian: only the labeled weights of its options apply (decay and damping do not).
-        options = {k: v for k, v in kwargs.items() if method != "identity" or k == "labeled_weights"}
-        options.update(extra)
+        options = {**(_identity_options(kwargs) if method == "identity" else kwargs), **extra}
         out = influence.last_layer_weight_gradients(**prob, method=method, **options).numpy()
         best = compare(out * np.dot(out, exact) / np.dot(out, out), exact)["rel_err"]
         rows.append({"method": label, **compare(out, exact), "rel_err_after_best_scale": best,
