@@ -1,7 +1,8 @@
 """Provenance: what produced a result, written by the run itself beside every result it saves.
 
 {"commit", "command", "config", "versions", "device", "threads", "date"}; `commit` is the git commit of the
-package's checkout with "-dirty" when its tracked files differ from it (None outside a git checkout).
+package's checkout with "-dirty" when its tracked files differ from it (None outside a git checkout). Changes
+under results/ do not count: a result regenerated there is output, not a change to what made it.
 """
 import datetime
 import os
@@ -18,12 +19,17 @@ import influence_ssl
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(influence_ssl.__file__)))
 
 
+OUTPUT_DIRS = ("results",)  # tracked, but written by the runs themselves
+
+
 def git_commit(root=PACKAGE_ROOT):
-    """HEAD of the checkout at `root` ('<sha>-dirty' with uncommitted changes to tracked files), or None."""
+    """HEAD of the checkout at `root` ('<sha>-dirty' with uncommitted changes to tracked files outside
+    OUTPUT_DIRS), or None."""
     try:
         sha = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
                              check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+        pathspec = ["--", ".", *(f":(exclude){d}" for d in OUTPUT_DIRS)]
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no", *pathspec],
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
