@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from influence_ssl.models.bert import BertFolderError, bert_classifier, bert_folder_format, load_bert
 
@@ -25,7 +26,7 @@ def tiny_config(**overrides):
 def tiny_bert(seed=0, **overrides):
     from transformers import TFBertModel
 
-    tf.random.set_seed(seed)
+    keras.utils.set_random_seed(seed)  # BERT's initializers are unseeded: seed every generator they may use
     bert = TFBertModel(tiny_config(**overrides))
     bert(bert.dummy_inputs, training=False)
     return bert

@@ -23,6 +23,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
 
 from influence_ssl.studies import results as study_results  # noqa: E402
 from influence_ssl.studies.protocol import write_json  # noqa: E402
@@ -83,7 +84,7 @@ def make_trainer(config, data):
     from influence_ssl.trainer import Trainer
     from influence_ssl.trainer.text_source import PairedTextSource
 
-    tf.random.set_seed(config.seed)
+    keras.utils.set_random_seed(config.seed)  # BERT's initializers are unseeded: seed every generator they may use
     bert = TFBertModel(BertConfig(vocab_size=VOCAB_SIZE, **TINY_BERT))
     bert(bert.dummy_inputs, training=False)
     model = bert_classifier(bert, seq_length=config.text.max_seq_length, seed=config.seed)
