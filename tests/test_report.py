@@ -312,3 +312,11 @@ def test_the_committed_report_is_current(tmp_path, monkeypatch):
         committed = f.read()
     assert tables(committed) == tables((tmp_path / "REPORT.md").read_text()), (
         "results/REPORT.md is stale: python -m experiments.report results --markdown results/REPORT.md")
+
+
+def test_markdown_escapes_a_bar_in_a_header_or_a_cell():
+    t = report.Table("mean |g|", ["Λ steps", "mean |g|"], [["t = 1", "|x|"]], [])
+    header, _, row = report.render_markdown(t).splitlines()[2:5]
+    for line in (header, row):
+        assert len(re.split(r"(?<!\\)\|", line)) == 4  # two cells between three unescaped bars
+    assert "mean \\|g\\|" in header and "\\|x\\|" in row

@@ -259,7 +259,12 @@ def render_text(table):
     return "\n".join(lines + [f"note: {n}" for n in table.notes])
 
 
+def _cell(value):
+    return str(value).replace("|", "\\|")  # a bare | would end the cell
+
+
 def render_markdown(table):
-    lines = [f"## {table.title}", "", "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in table.rows]
+    lines = [f"## {table.title}", "", "| " + " | ".join(map(_cell, table.columns)) + " |",
+             "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(map(_cell, r)) + " |" for r in table.rows]
     return "\n".join(lines + [""] + [f"- {n}" for n in table.notes] + [""])
