@@ -90,3 +90,29 @@ def test_the_listing_estimates_what_is_left(tmp_path):
     assert "left: about 8.1 h of one core (4.0 h on 2 cores, two lanes)" in text
     quick = reproduce.listing(entries, str(tmp_path), 2, quick=True)
     assert "left: about 0.1 h of one core" in quick  # 2 + 2 + 1 minutes
+
+
+def test_timing_benchmarks_run_alone_after_the_studies_on_every_thread(tmp_path, monkeypatch):
+    started = []
+
+    class FakeChild:
+        def __init__(self, argv, env, **kwargs):
+            started.append((argv[2], env))
+            self.stdout = iter(())
+
+        def wait(self):
+            return 0
+
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(subprocess, "Popen", FakeChild)
+    entries = reproduce.select(["sec44", "synthetic_linear", "pergrad_speed", "synthetic_moons"])
+    codes = reproduce.run_all(entries, str(tmp_path), 1, quick=True, lanes=2, log=lambda line: None,
+                              logs_dir=str(tmp_path / "logs"))
+    assert codes == {e.name: 0 for e in entries}
+    modules = [m for m, _ in started]
+    assert sorted(modules[:2]) == ["experiments.synthetic"] * 2
+    assert modules[2:] == ["experiments.benchmarks.sec44", "experiments.benchmarks.pergrad_speed"]
+    for module, env in started:
+        capped = env.get("TF_NUM_INTRAOP_THREADS") == "1" and env.get("TF_NUM_INTEROP_THREADS") == "1"
+        assert capped == (module == "experiments.synthetic"), module

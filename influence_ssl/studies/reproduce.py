@@ -8,7 +8,9 @@ dozen steps into out/quick/ (a smoke test, not a result). The package runs the e
 processes and never imports them.
 
 The times are measured on this project's 2-core machine, one TF thread per study, two studies side by side:
-minutes per seed of a full run (all runs trained), or for a benchmark the whole command.
+minutes per seed of a full run (all runs trained), or for a benchmark the whole command. A timing benchmark
+(`alone`) runs after every other entry, one at a time, with TensorFlow's own thread count: its figures are
+taken on a quiet machine, as its document says.
 """
 import dataclasses
 import json
@@ -55,6 +57,7 @@ class Entry:
     kind: str = "image"
     quick: tuple = ()
     format: str = None  # the JSON's "format" (None: a study's)
+    alone: bool = False  # a timing benchmark: run by itself, after the others, on every core
 
     def json_path(self, root):
         return os.path.join(root, self.group, f"{self.name}.json")
@@ -128,10 +131,10 @@ def _entries():
                          (*six, f"--num_labeled={labels}"), 15.0))
     out.append(Entry("sec44", "speed", "experiments.benchmarks.sec44", (), 15.0, kind=None,
                      quick=("--repeats=1", "--update_repeats=2", "--blocks=per_example_gradients"),
-                     format=SEC44_FORMAT))
+                     format=SEC44_FORMAT, alone=True))
     out.append(Entry("pergrad_speed", "speed", "experiments.benchmarks.pergrad_speed", ("--batches=16,64",), 10.0,
                      kind=None, quick=("--batches=4", "--repeats=1", "--depth=10", "--methods=fast,loop"),
-                     format=PERGRAD_SPEED_FORMAT))
+                     format=PERGRAD_SPEED_FORMAT, alone=True))
     out.append(Entry("augment_speed", "speed", "experiments.benchmarks.augment_speed", (), 5.0, kind=None,
                      quick=("--settings=8x8x8x1", "--repeats=1"), format=AUGMENT_SPEED_FORMAT))
     out.append(Entry("damping_study", "speed", "experiments.benchmarks.damping_study", (), 2.0, kind=None,
@@ -186,16 +189,27 @@ def listing(entries, root, seeds, quick=False):
 
 
 def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs_dir=None):
-    """Run every entry not done, `lanes` at a time; each child's output goes to logs_dir/<name>.log and its
-    progress lines (a seed finished) to `log`. Returns {name: exit code} of the entries run."""
+    """Run every entry not done: the studies `lanes` at a time, then the timing benchmarks one by one. Each
+    child's output goes to logs_dir/<name>.log and its progress lines (a seed finished) to `log`. Returns
+    {name: exit code} of the entries run."""
     logs_dir = logs_dir or os.path.join(root if quick else "out", "logs")
     os.makedirs(logs_dir, exist_ok=True)
     todo = [e for e in entries if rewrite or status(e, root, seeds) != "done"]
     for e in entries:
         if e not in todo:
             log(f"{e.name}: done, skipped")
-    codes, start, pending, lock = {}, time.time(), list(todo), threading.Lock()
+    codes, start, lock = {}, time.time(), threading.Lock()
     left = [sum(e.estimate(seeds, quick) for e in todo)]
+
+    def run(entry, lanes_now):
+        code = _run_one(entry, root, seeds, quick, logs_dir, log)
+        with lock:
+            codes[entry.name] = code
+            left[0] -= entry.estimate(seeds, quick)
+            log(f"{entry.name}: {'finished' if code == 0 else f'FAILED (exit {code})'} "
+                f"[{(time.time() - start) / 60:.1f} min so far; about {max(left[0], 0) / lanes_now:.0f} min left]")
+
+    pending = [e for e in todo if not e.alone]
 
     def lane():
         while True:
@@ -203,25 +217,23 @@ def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs
                 if not pending:
                     return
                 entry = pending.pop(0)
-            code = _run_one(entry, root, seeds, quick, logs_dir, log)
-            with lock:
-                codes[entry.name] = code
-                left[0] -= entry.estimate(seeds, quick)
-                log(f"{entry.name}: {'finished' if code == 0 else f'FAILED (exit {code})'} "
-                    f"[{(time.time() - start) / 60:.1f} min so far; about {max(left[0], 0) / lanes:.0f} min left]")
+            run(entry, lanes)
 
     threads = [threading.Thread(target=lane) for _ in range(max(1, lanes))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    for entry in (e for e in todo if e.alone):
+        run(entry, 1)
     return codes
 
 
 def _run_one(entry, root, seeds, quick, logs_dir, log):
     argv = entry.command(root, seeds, quick)
     log(f"{entry.name}: {' '.join(argv[1:])}")
-    env = {**os.environ, **{k: v for k, v in CHILD_ENV.items() if k not in os.environ}}
+    caps = {k: v for k, v in CHILD_ENV.items() if k not in os.environ and not (entry.alone and "THREADS" in k)}
+    env = {**os.environ, **caps}
     with open(os.path.join(logs_dir, f"{entry.name}.log"), "w") as out:
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for line in child.stdout:
