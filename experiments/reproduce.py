@@ -8,7 +8,8 @@ r"""Regenerate every CPU-scale result of the project: one resumable command.
 Each study writes results/<group>/<name>.json (with its provenance: commit, command, config, versions, device,
 threads, date) and its pictures beside it; every run goes to the run cache results/runs/, so an interrupted
 command restarts where it stopped. A study whose JSON already holds the seeds asked for is skipped
-(--rewrite: write it again, from the cache). Each study's output goes to out/logs/<name>.log; the progress
+(--rewrite: write it again, from the cache); a study of more than 5 seeds runs as shards of seeds side by side,
+then writes its JSON from the cache. Each study's output goes to out/logs/<name>.log; the progress
 lines (a seed finished, a study finished, the time left) come here. The catalogue is
 influence_ssl.studies.reproduce.
 """
@@ -28,7 +29,7 @@ flags.DEFINE_bool("quick", False, f"A smoke test: {reproduce.QUICK_SEEDS} seeds 
                   f"{reproduce.QUICK_DIR}/ (not a result).")
 flags.DEFINE_integer("seeds", None, f"Seeds per study (default {reproduce.FULL_SEEDS}; with --quick "
                      f"{reproduce.QUICK_SEEDS}).")
-flags.DEFINE_integer("lanes", 2, "Studies run side by side (one TF thread each).")
+flags.DEFINE_integer("lanes", 2, "Studies (or shards of one study's seeds) run side by side, one TF thread each.")
 flags.DEFINE_bool("rewrite", False, "Run the studies that are done too (their runs come from the cache).")
 
 

@@ -116,3 +116,31 @@ def test_timing_benchmarks_run_alone_after_the_studies_on_every_thread(tmp_path,
     for module, env in started:
         capped = env.get("TF_NUM_INTRAOP_THREADS") == "1" and env.get("TF_NUM_INTEROP_THREADS") == "1"
         assert capped == (module == "experiments.synthetic"), module
+
+
+def test_a_study_of_many_seeds_runs_as_shards_then_writes_its_json_from_the_cache(tmp_path, monkeypatch):
+    started = []
+
+    class FakeChild:
+        def __init__(self, argv, env, **kwargs):
+            started.append(argv)
+            failing = "experiments.synthetic" in argv and "--dataset=circles" in argv and "--first_seed=5" in argv
+            self.code, self.stdout = int(failing), iter(())
+
+        def wait(self):
+            return self.code
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(subprocess, "Popen", FakeChild)
+    entries = reproduce.select(["synthetic_moons", "synthetic_circles"])
+    codes = reproduce.run_all(entries, "results", 10, quick=False, lanes=2, log=lambda line: None)
+    assert codes == {"synthetic_moons": 0, "synthetic_circles": 1}  # a failed shard fails its study
+    moons = [a for a in started if "--dataset=moons" in a]
+    shards, whole = moons[:2], moons[2:]
+    assert sorted(a[a.index("--seeds=5") + 1] for a in shards) == ["--first_seed=0", "--first_seed=5"]
+    for a in shards:
+        assert a[-3].startswith(f"--json_out={os.path.join('out', 'shards', 'synthetic_moons.seeds_')}")
+        assert a[-1] == f"--run_cache={os.path.join('results', 'runs')}"
+    assert whole == [entries[0].command("results", 10, quick=False)]  # once, after both shards
+    circles = [a for a in started if "--dataset=circles" in a]
+    assert len(circles) == 2 and all("--seeds=5" in a for a in circles)  # no JSON from a failed study

@@ -33,6 +33,7 @@ RESULTS = "results"
 QUICK_DIR = os.path.join("out", "quick")
 RUN_CACHE = "runs"  # under RESULTS (or QUICK_DIR)
 FULL_SEEDS, QUICK_SEEDS = 10, 2
+SHARD_SEEDS = 5  # a study of more seeds runs as shards of this many, so that two lanes can share one study
 QUICK_MINUTES = 1.0  # a seed of a --quick study, or a --quick benchmark, about
 # Short runs for --quick, by problem kind: a few Λ steps after a short warm-up, two evaluations.
 QUICK_FLAGS = {
@@ -64,12 +65,24 @@ class Entry:
 
     def command(self, root, seeds, quick):
         """The argv of this study's command (python -m module ...)."""
-        argv = [sys.executable, "-m", self.module, *self.args]
         if self.kind is None:
-            return argv + list(self.quick if quick else ()) + [f"--json_out={self.json_path(root)}"]
-        argv += list(QUICK_FLAGS[self.kind] if quick else ()) + list(self.quick if quick else ())
-        return argv + [f"--seeds={seeds}", f"--json_out={self.json_path(root)}",
-                       f"--plot_dir={os.path.join(root, self.group)}", f"--run_cache={os.path.join(root, RUN_CACHE)}"]
+            return self._argv(quick) + [f"--json_out={self.json_path(root)}"]
+        return self._argv(quick) + [f"--seeds={seeds}", f"--json_out={self.json_path(root)}",
+                                    f"--plot_dir={os.path.join(root, self.group)}",
+                                    f"--run_cache={os.path.join(root, RUN_CACHE)}"]
+
+    def shard_command(self, root, first, count, quick, scratch):
+        """The argv of seeds first .. first + count - 1 of this study: its runs go to the run cache, its JSON
+        and pictures to `scratch` (the study's own command then writes them from the cache)."""
+        name = os.path.join(scratch, f"{self.name}.seeds_{first}")
+        return self._argv(quick) + [f"--seeds={count}", f"--first_seed={first}", f"--json_out={name}.json",
+                                    f"--plot_dir={name}", f"--run_cache={os.path.join(root, RUN_CACHE)}"]
+
+    def _argv(self, quick):
+        argv = [sys.executable, "-m", self.module, *self.args]
+        if self.kind is not None and quick:
+            argv += QUICK_FLAGS[self.kind]
+        return argv + list(self.quick if quick else ())
 
     def estimate(self, seeds, quick=False):
         """Minutes of this entry at `seeds` seeds (quick: QUICK_MINUTES a seed, or a benchmark)."""
@@ -189,10 +202,14 @@ def listing(entries, root, seeds, quick=False):
 
 
 def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs_dir=None):
-    """Run every entry not done: the studies `lanes` at a time, then the timing benchmarks one by one. Each
-    child's output goes to logs_dir/<name>.log and its progress lines (a seed finished) to `log`. Returns
-    {name: exit code} of the entries run."""
-    logs_dir = logs_dir or os.path.join(root if quick else "out", "logs")
+    """Run every entry not done: the studies `lanes` at a time, then the timing benchmarks one by one.
+
+    A study of more than SHARD_SEEDS seeds runs as shards of seeds, each a child of its own, so that the lanes
+    stay busy when one study is left; when its last shard ends, the study's own command writes its JSON and
+    pictures from the run cache. Each child's output goes to logs_dir/<name>.log and its progress lines (a
+    seed finished) to `log`. Returns {name: exit code} of the entries run."""
+    top = root if quick else "out"
+    logs_dir, scratch = logs_dir or os.path.join(top, "logs"), os.path.join(top, "shards")
     os.makedirs(logs_dir, exist_ok=True)
     todo = [e for e in entries if rewrite or status(e, root, seeds) != "done"]
     for e in entries:
@@ -201,23 +218,45 @@ def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs
     codes, start, lock = {}, time.time(), threading.Lock()
     left = [sum(e.estimate(seeds, quick) for e in todo)]
 
-    def run(entry, lanes_now):
-        code = _run_one(entry, root, seeds, quick, logs_dir, log)
+    def finished(entry, code, lanes_now):
         with lock:
             codes[entry.name] = code
             left[0] -= entry.estimate(seeds, quick)
             log(f"{entry.name}: {'finished' if code == 0 else f'FAILED (exit {code})'} "
                 f"[{(time.time() - start) / 60:.1f} min so far; about {max(left[0], 0) / lanes_now:.0f} min left]")
 
-    pending = [e for e in todo if not e.alone]
+    pending, shards_left, failed = [], {}, {}  # failed: a study's first failed shard's exit code
+    for e in todo:
+        if e.alone:
+            continue
+        if e.kind is None or seeds <= SHARD_SEEDS:
+            pending.append((e, None))
+            continue
+        firsts = range(0, seeds, SHARD_SEEDS)
+        pending += [(e, (first, min(SHARD_SEEDS, seeds - first))) for first in firsts]
+        shards_left[e.name] = len(firsts)
 
     def lane():
         while True:
             with lock:
                 if not pending:
                     return
-                entry = pending.pop(0)
-            run(entry, lanes)
+                entry, shard = pending.pop(0)
+            if shard is None:
+                finished(entry, _run_one(entry, entry.command(root, seeds, quick), entry.name, logs_dir, log), lanes)
+                continue
+            first, count = shard
+            name = f"{entry.name}.seeds_{first}"
+            code = _run_one(entry, entry.shard_command(root, first, count, quick, scratch), name, logs_dir, log)
+            with lock:
+                shards_left[entry.name] -= 1
+                if code:
+                    failed.setdefault(entry.name, code)
+                last = shards_left[entry.name] == 0
+            if last and entry.name in failed:
+                finished(entry, failed[entry.name], lanes)
+            elif last:  # the study itself, every run from the cache
+                finished(entry, _run_one(entry, entry.command(root, seeds, quick), entry.name, logs_dir, log), lanes)
 
     threads = [threading.Thread(target=lane) for _ in range(max(1, lanes))]
     for t in threads:
@@ -225,19 +264,18 @@ def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs
     for t in threads:
         t.join()
     for entry in (e for e in todo if e.alone):
-        run(entry, 1)
+        finished(entry, _run_one(entry, entry.command(root, seeds, quick), entry.name, logs_dir, log), 1)
     return codes
 
 
-def _run_one(entry, root, seeds, quick, logs_dir, log):
-    argv = entry.command(root, seeds, quick)
-    log(f"{entry.name}: {' '.join(argv[1:])}")
+def _run_one(entry, argv, name, logs_dir, log):
+    log(f"{name}: {' '.join(argv[1:])}")
     caps = {k: v for k, v in CHILD_ENV.items() if k not in os.environ and not (entry.alone and "THREADS" in k)}
     env = {**os.environ, **caps}
-    with open(os.path.join(logs_dir, f"{entry.name}.log"), "w") as out:
+    with open(os.path.join(logs_dir, f"{name}.log"), "w") as out:
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for line in child.stdout:
             out.write(line)
             if line.startswith("seed ") or line.startswith("error"):
-                log(f"{entry.name}: {line.rstrip()}")
+                log(f"{name}: {line.rstrip()}")
         return child.wait()
