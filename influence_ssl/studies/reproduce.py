@@ -74,9 +74,13 @@ class Entry:
     def shard_command(self, root, first, count, quick, scratch):
         """The argv of seeds first .. first + count - 1 of this study: its runs go to the run cache, its JSON
         and pictures to `scratch` (the study's own command then writes them from the cache)."""
-        name = os.path.join(scratch, f"{self.name}.seeds_{first}")
+        name = os.path.join(scratch, self.shard_name(first))
         return self._argv(quick) + [f"--seeds={count}", f"--first_seed={first}", f"--json_out={name}.json",
                                     f"--plot_dir={name}", f"--run_cache={os.path.join(root, RUN_CACHE)}"]
+
+    def shard_name(self, first):
+        """The name of the shard from seed `first` (its log and scratch files)."""
+        return f"{self.name}.seeds_{first}"
 
     def _argv(self, quick):
         argv = [sys.executable, "-m", self.module, *self.args]
@@ -246,8 +250,8 @@ def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs
                 finished(entry, _run_one(entry, entry.command(root, seeds, quick), entry.name, logs_dir, log), lanes)
                 continue
             first, count = shard
-            name = f"{entry.name}.seeds_{first}"
-            code = _run_one(entry, entry.shard_command(root, first, count, quick, scratch), name, logs_dir, log)
+            argv = entry.shard_command(root, first, count, quick, scratch)
+            code = _run_one(entry, argv, entry.shard_name(first), logs_dir, log)
             with lock:
                 shards_left[entry.name] -= 1
                 if code:
