@@ -229,6 +229,9 @@ def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs
             log(f"{entry.name}: {'finished' if code == 0 else f'FAILED (exit {code})'} "
                 f"[{(time.time() - start) / 60:.1f} min so far; about {max(left[0], 0) / lanes_now:.0f} min left]")
 
+    def whole(entry, lanes_now):  # the entry's own command (after its shards: every run from the cache)
+        finished(entry, _run_one(entry, entry.command(root, seeds, quick), entry.name, logs_dir, log), lanes_now)
+
     pending, shards_left, failed = [], {}, {}  # failed: a study's first failed shard's exit code
     for e in todo:
         if e.alone:
@@ -247,7 +250,7 @@ def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs
                     return
                 entry, shard = pending.pop(0)
             if shard is None:
-                finished(entry, _run_one(entry, entry.command(root, seeds, quick), entry.name, logs_dir, log), lanes)
+                whole(entry, lanes)
                 continue
             first, count = shard
             argv = entry.shard_command(root, first, count, quick, scratch)
@@ -259,8 +262,8 @@ def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs
                 last = shards_left[entry.name] == 0
             if last and entry.name in failed:
                 finished(entry, failed[entry.name], lanes)
-            elif last:  # the study itself, every run from the cache
-                finished(entry, _run_one(entry, entry.command(root, seeds, quick), entry.name, logs_dir, log), lanes)
+            elif last:
+                whole(entry, lanes)
 
     threads = [threading.Thread(target=lane) for _ in range(max(1, lanes))]
     for t in threads:
@@ -268,7 +271,7 @@ def run_all(entries, root, seeds, quick, lanes=2, rewrite=False, log=print, logs
     for t in threads:
         t.join()
     for entry in (e for e in todo if e.alone):
-        finished(entry, _run_one(entry, entry.command(root, seeds, quick), entry.name, logs_dir, log), 1)
+        whole(entry, 1)
     return codes
 
 
