@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -65,6 +66,24 @@ def test_a_flag_value_absl_cannot_parse_is_one_line_and_exit_code_2(capsys):
         with pytest.raises(SystemExit) as caught:
             parse_flags(["train", "--madam_rows=bogus"])
     assert caught.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--madam_rows" in lines[0], lines
+
+
+def test_run_main_parses_with_parse_flags(capsys, monkeypatch):
+    """Every entry point's run_main hands absl's app.run this parser: a flag absl cannot parse ends the program
+    with one line and exit code 2 before main runs."""
+    from absl.testing import flagsaver
+
+    from experiments import train  # noqa: F401  (its flags)
+    from experiments.checks import run_main
+
+    called = []
+    monkeypatch.setattr(sys, "argv", ["train", "--madam_rows=bogus"])
+    with flagsaver.flagsaver():
+        with pytest.raises(SystemExit) as caught:
+            run_main(called.append)
+    assert caught.value.code == 2 and not called
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--madam_rows" in lines[0], lines
 
