@@ -193,11 +193,11 @@ def test_randaugment_is_the_sampled_policy_and_matches_pillow():
         np.testing.assert_array_equal(
             randaugment.randaugment(x, seed, FM, prob=1.0).numpy(),
             randaugment.apply_policy(x[None], randaugment.sample_policy(seed, 1, FM, prob=1.0), FM)[0])
-    n = 60
-    policy = randaugment.sample_policy(tf.constant([0, 77], tf.int64), n, FM, prob=1.0)
-    got = randaugment.apply_policy(tf.tile(x[None], [n, 1, 1, 1]), policy, FM).numpy()
+    count = 60
+    policy = randaugment.sample_policy(tf.constant([0, 77], tf.int64), count, FM, prob=1.0)
+    got = randaugment.apply_policy(tf.tile(x[None], [count, 1, 1, 1]), policy, FM).numpy()
     checked = 0
-    for b in range(n):
+    for b in range(count):
         idx, mags, signs, applied = (field[b] for field in policy[:4])
         steps = [(FM[int(i)], int(m), int(sg)) for i, m, sg, a in zip(idx, mags, signs, applied) if a]
         if any(n in ("ShearX", "ShearY", "Rotate") and m == 4 for n, m, _ in steps):

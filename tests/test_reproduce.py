@@ -13,6 +13,23 @@ from influence_ssl.studies.results import FORMAT
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def fake_children(monkeypatch, fails=lambda argv: False):
+    """subprocess.Popen replaced by children that print nothing and exit 1 where fails(argv), else 0; returns
+    the list of (argv, env) of the children started, in order."""
+    started = []
+
+    class FakeChild:
+        def __init__(self, argv, env, **kwargs):
+            started.append((argv, env))
+            self.code, self.stdout = int(fails(argv)), iter(())
+
+        def wait(self):
+            return self.code
+
+    monkeypatch.setattr(subprocess, "Popen", FakeChild)
+    return started
+
+
 def test_the_catalogue_names_each_study_and_file_once_and_its_modules_exist():
     names = [e.name for e in reproduce.CATALOGUE]
     assert len(names) == len(set(names))
@@ -93,23 +110,14 @@ def test_the_listing_estimates_what_is_left(tmp_path):
 
 
 def test_timing_benchmarks_run_alone_after_the_studies_on_every_thread(tmp_path, monkeypatch):
-    started = []
-
-    class FakeChild:
-        def __init__(self, argv, env, **kwargs):
-            started.append((argv[2], env))
-            self.stdout = iter(())
-
-        def wait(self):
-            return 0
-
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(subprocess, "Popen", FakeChild)
+    children = fake_children(monkeypatch)
     entries = reproduce.select(["sec44", "synthetic_linear", "pergrad_speed", "synthetic_moons"])
     codes = reproduce.run_all(entries, str(tmp_path), 1, quick=True, lanes=2, log=lambda line: None,
                               logs_dir=str(tmp_path / "logs"))
     assert codes == {e.name: 0 for e in entries}
+    started = [(argv[2], env) for argv, env in children]
     modules = [m for m, _ in started]
     assert sorted(modules[:2]) == ["experiments.synthetic"] * 2
     assert modules[2:] == ["experiments.benchmarks.sec44", "experiments.benchmarks.pergrad_speed"]
@@ -119,22 +127,12 @@ def test_timing_benchmarks_run_alone_after_the_studies_on_every_thread(tmp_path,
 
 
 def test_a_study_of_many_seeds_runs_as_shards_then_writes_its_json_from_the_cache(tmp_path, monkeypatch):
-    started = []
-
-    class FakeChild:
-        def __init__(self, argv, env, **kwargs):
-            started.append(argv)
-            failing = "experiments.synthetic" in argv and "--dataset=circles" in argv and "--first_seed=5" in argv
-            self.code, self.stdout = int(failing), iter(())
-
-        def wait(self):
-            return self.code
-
+    children = fake_children(monkeypatch, fails=lambda argv: "--dataset=circles" in argv and "--first_seed=5" in argv)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(subprocess, "Popen", FakeChild)
     entries = reproduce.select(["synthetic_moons", "synthetic_circles"])
     codes = reproduce.run_all(entries, "results", 10, quick=False, lanes=2, log=lambda line: None)
     assert codes == {"synthetic_moons": 0, "synthetic_circles": 1}  # a failed shard fails its study
+    started = [argv for argv, _ in children]
     moons = [a for a in started if "--dataset=moons" in a]
     shards, whole = moons[:2], moons[2:]
     assert sorted(a[a.index("--seeds=5") + 1] for a in shards) == ["--first_seed=0", "--first_seed=5"]
