@@ -1,9 +1,11 @@
-"""The commit a result records: '-dirty' for a changed source file, not for a regenerated result."""
+"""The commit a result records: '-dirty' for a changed source file, not for a regenerated result; and the CPU
+it was made on."""
+import platform
 import subprocess
 
 import pytest
 
-from influence_ssl.runs.provenance import git_commit
+from influence_ssl.runs.provenance import cpu_model, git_commit
 
 
 def _git(root, *args):
@@ -45,3 +47,10 @@ def test_a_rewritten_result_and_an_untracked_file_are_not(checkout):
 
 def test_outside_a_checkout_there_is_no_commit(tmp_path):
     assert git_commit(str(tmp_path)) is None
+
+
+def test_the_cpu_model_is_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n")
+    assert cpu_model(str(cpuinfo)) == "Intel(R) Xeon(R) CPU @ 2.20GHz"
+    assert cpu_model(str(tmp_path / "absent")) == (platform.processor() or None)

@@ -46,9 +46,23 @@ def versions():
     return out
 
 
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name (Linux's cpuinfo; else platform.processor(), or None): float results differ in their
+    last digits from one CPU to another, so a result names the one it was made on."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def device():
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(), "gpus": gpus}
+    return {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu_model(),
+            "cpus": os.cpu_count(), "gpus": gpus}
 
 
 def threads():
