@@ -19,6 +19,7 @@ from absl import flags
 
 from experiments import quiet_absl_info
 from experiments.checks import run_main
+from influence_ssl.runs.layout import RESULTS_DIR
 from influence_ssl.studies import reproduce
 from influence_ssl.trainer import ConfigError
 
@@ -43,7 +44,7 @@ def main(argv):
     seeds = FLAGS.seeds or (reproduce.QUICK_SEEDS if FLAGS.quick else reproduce.FULL_SEEDS)
     if seeds < 1 or FLAGS.lanes < 1:
         raise ConfigError(f"--seeds and --lanes must be >= 1, got {seeds} and {FLAGS.lanes}.")
-    root = reproduce.QUICK_DIR if FLAGS.quick else reproduce.RESULTS
+    root = reproduce.QUICK_DIR if FLAGS.quick else RESULTS_DIR
     print(reproduce.listing(entries, root, seeds, FLAGS.quick))
     if FLAGS.list:
         return

@@ -15,11 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 import influence_ssl
+from influence_ssl.runs.layout import RESULTS_DIR
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(influence_ssl.__file__)))
 
 
-OUTPUT_DIRS = ("results",)  # tracked, but written by the runs themselves
+OUTPUT_DIRS = (RESULTS_DIR,)  # tracked, but written by the runs themselves
 
 
 def git_commit(root=PACKAGE_ROOT):

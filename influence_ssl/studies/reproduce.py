@@ -29,9 +29,8 @@ from influence_ssl.studies.results import (
 )
 from influence_ssl.studies.results import FORMAT as STUDY_FORMAT
 
-RESULTS = "results"
 QUICK_DIR = os.path.join("out", "quick")
-RUN_CACHE = "runs"  # under RESULTS (or QUICK_DIR)
+RUN_CACHE = "runs"  # under runs.layout.RESULTS_DIR (or QUICK_DIR)
 FULL_SEEDS, QUICK_SEEDS = 10, 2
 SHARD_SEEDS = 5  # a study of more seeds runs as shards of this many, so that two lanes can share one study
 QUICK_MINUTES = 1.0  # a seed of a --quick study, or a --quick benchmark, about
