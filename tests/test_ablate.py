@@ -81,6 +81,21 @@ def test_every_study_writes_per_seed_results_with_both_controls_and_a_picture(st
         ablate.PAPER_SENSITIVITY_GRID)
 
 
+def test_weighting_and_optimizer_studies_pair_their_own_question_beside_the_controls(studies):
+    """Fig. 4 left asks per-example against one shared λ, Fig. 4 centre M-Adam against each other optimizer: those
+    pairs join the study's Holm family after the pairs against base; the other studies pair against base only."""
+    results, _ = studies
+    expected = {"weighting": ["ours@4 - single@4", "ours@6 - single@6"], "optimizer": ["madam - adam", "madam - sgd"]}
+    for study, (_, data) in results.items():
+        methods, paired = data["methods"], data["paired"]
+        against_base = [k for k in paired if k.split(" - ")[1].startswith("base")]
+        assert list(paired) == against_base + expected.get(study, []), (study, list(paired))
+        for key in expected.get(study, []):
+            a, b = key.split(" - ")
+            assert paired[key]["n"] == 1
+            assert paired[key]["mean"] == pytest.approx(methods[a]["values"][0] - methods[b]["values"][0])
+
+
 def test_runs_are_shared_between_studies_and_restarts(studies):
     results, out = studies
     # sensitivity runs last, with one cache: base, the default (N, η) (= exact_head), reversed and η × 10

@@ -165,14 +165,25 @@ def run(study, base, seeds, cache, log=print, **options):
         out["paired"] = results_lib.paired_table(summary, recipe_pairs(rows))
         out["paired_auroc"] = recipe_auroc_table(summary)
         return out
-    # Each row paired against the base run of the same axis value (the same split).
+    # Each row paired against the base run of the same axis value (the same split), then the study's own question.
     pairs = [(m.name, next(b.name for b in rows if b.name.startswith("base") and b.x == m.x))
              for m in rows if not m.name.startswith("base")]
-    out["paired"] = paired = results_lib.paired_table(summary, pairs)
+    out["paired"] = paired = results_lib.paired_table(summary, pairs + question_pairs(study, rows))
     for a, b in pairs:
         if f"{a} - {b}" in paired:
             summary[a]["paired_vs_base"] = paired[f"{a} - {b}"]
     return out
+
+
+def question_pairs(study, rows):
+    """The comparisons a study's figure makes beyond its controls: per-example against one shared λ at each label
+    count (Fig. 4 left), M-Adam against each other optimizer (Fig. 4 centre)."""
+    names = {m.name for m in rows}
+    if study == "weighting":
+        return [(f"ours@{m.x}", m.name) for m in rows if m.name.startswith("single@")]
+    if study == "optimizer":
+        return [("madam", other) for other in ("adam", "sgd") if "madam" in names and other in names]
+    return []
 
 
 def add_weight_diagnostics(summary, rows, per_seed, seeds):
@@ -197,7 +208,8 @@ def recipe_auroc_table(summary):
 
 def format_report(results):
     lines = [results_lib.format_methods(results["methods"], results["seeds"], "test_accuracy"), "",
-             "paired against the base run of the same setting (accuracy points; Holm across these rows):",
+             "paired: each row against the base run of the same setting, then the study's own question "
+             "(accuracy points; Holm across these rows):",
              results_lib.format_paired(results["paired"])]
     if "paired_auroc" in results:
         lines += ["", "AUROC of -λ for wrong pseudo-labels, per seed, paired (Holm across these rows):",
