@@ -165,7 +165,14 @@ def ablation_table(found, d, study, title, notes, paper_of=lambda entry, name: N
         if a["ablation"] != study:
             continue
         c = a["config"]
-        setting = f"{c['data']['dataset']}, {c['data']['num_labeled']} labels ({c['algorithm']['algorithm']})"
+        dataset, algorithm = c["data"]["dataset"], c["algorithm"]["algorithm"]
+        labels = f"{c['data']['num_labeled']} labels"
+        if study == "weighting":  # the axis value n is in the row's name, method@n (as the label curve's)
+            setting = f"{dataset}, n labels ({algorithm})"
+        elif study == "validation_size":
+            setting = f"{dataset}, {labels}, n validation ({algorithm})"
+        else:
+            setting = f"{dataset}, {labels} ({algorithm})"
         measured = (lambda e: error_of(e["validation_accuracy"])) if validation else None
         rows += with_paper(study_rows(a, setting, measured=measured, note=short(path, d)),
                            lambda name, m=a["methods"]: paper_of(m[name], name) if name in m else None)

@@ -146,6 +146,11 @@ def test_the_report_places_every_result_in_its_table(tmp_path):
         entry["validation_accuracy_mean"] = float(np.mean(entry["validation_accuracy"]))
     sensitivity["methods"]["N=10,eta=0.04"]["paper"] = [100, 0.01]
     write(tmp_path / "ablations" / "sensitivity.json", sensitivity)
+    write(tmp_path / "ablations" / "weighting.json", study(
+        "ablation_weighting", {"base@4": B6, "single@4": B6, "ours@4": A6},
+        [("single@4", "base@4"), ("ours@4", "base@4"), ("ours@4", "single@4")],
+        {"dataset": "moons", "algorithm": "pseudo_label", "num_labeled": 10}, ablation="weighting"))
+    (tmp_path / "ablations" / "weighting.png").write_bytes(b"png")  # its own picture: linked, not drawn
     write(tmp_path / "moons.json", study("synthetic", {"pseudo_label": B6, "ours": A6}, [("ours", "pseudo_label")],
                                          {"dataset": "moons"}, weights={"auroc_low_weight_vs_wrong": 0.71}))
     shares = {"ood_fraction": 0.5, "ood_share_lowest_5pct_per_seed": [0.8, 0.9, 1.0, 0.8, 0.9, 1.0],
@@ -173,6 +178,10 @@ def test_the_report_places_every_result_in_its_table(tmp_path):
     assert "IMDb, 32 tokens (compare)" in section(out, "Table 2", "Table 3")
     table3 = section(out, "Table 3", "Fig. 3")
     assert re.search(r"N=10,eta=0\.04\s+moons, 10 labels \(pseudo_label\)\s+3\.42\s+3\.00 ± 0\.00", table3)
+    weighting = section(out, "Fig. 4 left", "Fig. 4 centre")  # the label count is the row's, not the config's
+    assert re.search(r"ours@4\s+moons, n labels \(pseudo_label\)\s+17\.50 ± 9\.35", weighting)
+    assert re.search(r"ours@4 − single@4\s+moons, n labels \(pseudo_label\).*single@4\s+\+2\.00", weighting)
+    assert "10 labels" not in weighting
     assert "12.50" in section(out, "Sec. 4.4")
     synthetic = section(out, "Sec. 4.1", "Beyond the paper")
     assert re.search(r"AUROC\(−λ → wrong pseudo-label\)\s+moons\s+0\.710", synthetic)
