@@ -26,13 +26,18 @@ def _base_of(name, methods):
     return "base" + suffix
 
 
+def _style(name):
+    """Base black and dashed, on top: a method that ends where base does must not hide it."""
+    return {"color": "k", "ls": "--", "zorder": 3} if name.startswith("base") else {}
+
+
 def _curves(left, right, methods):
     for name, e in methods.items():
         curve = e.get("validation_error_curve")
         if curve is None:
             continue
         steps = np.asarray(curve["steps"])
-        line, = left.plot(steps, 100 * np.asarray(curve["mean"]), label=name)
+        line, = left.plot(steps, 100 * np.asarray(curve["mean"]), label=name, **_style(name))
         base = methods[_base_of(name, methods)].get("validation_error_curve", {})
         if name.startswith("base") or "per_seed" not in curve or "per_seed" not in base:
             continue
@@ -53,7 +58,7 @@ def _against_axis(left, right, methods, study):
     for family, entries in families.items():
         entries.sort(key=lambda e: e["x"])
         x = np.array([e["x"] for e in entries], np.float64)
-        line, = left.plot(x, [100 * (1 - e["mean"]) for e in entries], marker="o", label=family)
+        line, = left.plot(x, [100 * (1 - e["mean"]) for e in entries], marker="o", label=family, **_style(family))
         if family != "base":
             paired = [e["paired_vs_base"] for e in entries]
             right.errorbar(x, [-100 * p["mean"] for p in paired], yerr=[100 * p["std"] for p in paired],
