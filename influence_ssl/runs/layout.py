@@ -1,4 +1,4 @@
-"""Where committed results live (no TensorFlow here: the study runner reads it before any run starts)."""
+"""Where committed results live: one definition for provenance (a result rewritten there does not make the
+checkout dirty) and for experiments.reproduce (which writes them there)."""
 
-# Tracked by git but written by the runs themselves: a result rewritten there does not make a checkout dirty.
-RESULTS_DIR = "results"
+RESULTS_DIR = "results"  # tracked by git, but written by the runs themselves
