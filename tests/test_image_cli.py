@@ -54,38 +54,24 @@ def test_a_missing_dataset_is_its_own_error_with_instructions(tmp_path):
     assert not os.path.exists(tmp_path / "r" / "ckpt")
 
 
-def test_a_flag_value_absl_cannot_parse_is_one_line_and_exit_code_2(capsys):
+def test_a_flag_value_absl_cannot_parse_is_one_line_and_exit_code_2(capsys, monkeypatch):
     """A value out of a flag's choices (or not a number) is refused by the entry points' flag parser like every
-    other bad input: one line, exit code 2 (absl's own parser prints two lines and exits with 1)."""
+    other bad input: one line, exit code 2 (absl's own parser prints two lines and exits with 1). Every entry
+    point's run_main hands absl's app.run this parser, so the program ends there before main runs."""
     from absl.testing import flagsaver
 
     from experiments import train  # noqa: F401  (its flags)
-    from experiments.checks import parse_flags
-
-    with flagsaver.flagsaver():
-        with pytest.raises(SystemExit) as caught:
-            parse_flags(["train", "--madam_rows=bogus"])
-    assert caught.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "--madam_rows" in lines[0], lines
-
-
-def test_run_main_parses_with_parse_flags(capsys, monkeypatch):
-    """Every entry point's run_main hands absl's app.run this parser: a flag absl cannot parse ends the program
-    with one line and exit code 2 before main runs."""
-    from absl.testing import flagsaver
-
-    from experiments import train  # noqa: F401  (its flags)
-    from experiments.checks import run_main
+    from experiments.checks import parse_flags, run_main
 
     called = []
     monkeypatch.setattr(sys, "argv", ["train", "--madam_rows=bogus"])
-    with flagsaver.flagsaver():
-        with pytest.raises(SystemExit) as caught:
-            run_main(called.append)
-    assert caught.value.code == 2 and not called
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "--madam_rows" in lines[0], lines
+    for refuse in (lambda: parse_flags(list(sys.argv)), lambda: run_main(called.append)):
+        with flagsaver.flagsaver(), pytest.raises(SystemExit) as caught:
+            refuse()
+        assert caught.value.code == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "--madam_rows" in lines[0], lines
+    assert not called
 
 
 def test_train_refuses_bad_input_through_a_real_process(tmp_path):
