@@ -45,8 +45,8 @@ FIG3 = {"exact_head": 4.43, "identity_last_block": 4.51, "neumann_last_block": 4
 # Fig. 4: the paper prints these only as plots; its text gives the ordering.
 FIG4 = {
     "weighting": "per-example λ below a single learned λ at every label count (CIFAR-10, 3 runs)",
-    "optimizer": "validation error: M-Adam best, then SGD, then Adam",
-    "validation_size": "test error falls from 64 to 5000 validation examples, for 250 and 4000 labels",
+    "optimizer": "validation error: M-Adam best, then SGD, then Adam (CIFAR-10)",
+    "validation_size": "test error falls from 64 to 5000 validation examples, for 250 and 4000 labels (CIFAR-10, 3 runs)",
 }
 
 # Sec. 4.4: seconds (V100 16 GB), WRN-28-2, batches 64 / 256 (320 for the Λ step) / 320.

@@ -190,7 +190,7 @@ def table3(found, d):
 
 def figure3(found, d):
     return ablation_table(
-        found, d, "influence", "Fig. 3: influence approximations, final test error (%)",
+        found, d, "influence", "Fig. 3: influence approximations, final test error (%), paper on CIFAR-10 (UDA)",
         ["The paper plots the validation error over training (see the PNG) and gives these final test errors in the "
          "text; identity, Neumann and CG act on the last block plus the classifier."],
         lambda e, name: paper.FIG3.get(name))
