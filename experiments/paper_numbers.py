@@ -46,7 +46,7 @@ FIG3 = {"exact_head": 4.43, "identity_last_block": 4.51, "neumann_last_block": 4
 FIG4 = {
     "weighting": "per-example λ below a single learned λ at every label count (CIFAR-10, 3 runs)",
     "optimizer": "validation error: M-Adam best, then SGD, then Adam (CIFAR-10)",
-    "validation_size": "test error falls from 64 to 5000 validation examples, for 250 and 4000 labels (CIFAR-10, 3 runs)",
+    "validation_size": "test error falls from 64 to 5000 validation examples at 250 and 4000 labels (CIFAR-10, 3 runs)",
 }
 
 # Sec. 4.4: seconds (V100 16 GB), WRN-28-2, batches 64 / 256 (320 for the Λ step) / 320.
