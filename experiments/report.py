@@ -17,7 +17,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from experiments import define_markdown, quiet_absl_info
+from experiments import define_markdown, quiet_absl_info, variants_table
 from experiments import paper_numbers as paper
 from experiments.checks import run_main, writable_dir
 from influence_ssl.metrics import mean_std
@@ -34,6 +34,7 @@ from influence_ssl.studies.report import (
     per_seed_cell,
     render_markdown,
     render_text,
+    setting_key,
     study_pair,
     study_rows,
     table,
@@ -256,7 +257,8 @@ def robustness(found, d):
         return "; ".join(filter(None, [describe(c), f"λ0={weight_init:g}" if weight_init != 1 else ""]))
 
     rows = []
-    studies = [(path, s) for path, s in found["compare"] if is_ood(s["config"])]
+    grouped = {path for group in variant_groups(found) for path, _ in group[1:]}
+    studies = [(path, s) for path, s in found["compare"] if is_ood(s["config"]) and path not in grouped]
     order = lambda ps: (what(ps[1]["config"]) == "noise images", ps[1]["config"]["data"]["ood_fraction"],
                         how(ps[1]["config"]))  # "" (the paper's method) first
     for path, s in sorted(studies, key=order):
@@ -274,6 +276,27 @@ def robustness(found, d):
                 f"{100 * v:.0f}%" for v in s["ood_share_lowest_5pct_per_seed"]), None])
     return table("Beyond the paper: out-of-distribution unlabeled data",
                  ["row", "setting", "measured", "seeds", "note"], rows)
+
+
+def variant_groups(found):
+    """The OOD studies that change the paper's hypergradient, each list headed by the paper's method in the same
+    setting: [[(path, paper's), (path, variant), ...], ...]. A variant without its paper's method stays in the
+    robustness table."""
+    ood = [(path, s) for path, s in found["compare"] if is_ood(s["config"])]
+    papers = {setting_key(s["config"]): (path, s) for path, s in ood if not describe(s["config"])}
+    groups = collections.defaultdict(list)
+    for path, s in ood:
+        if describe(s["config"]) and setting_key(s["config"]) in papers:
+            groups[setting_key(s["config"])].append((path, s))
+    return [[papers[key], *sorted(variants, key=lambda ps: ps[0])] for key, variants in sorted(groups.items())]
+
+
+def variants(found, d):
+    """Per setting, each hypergradient variant paired with the paper's method (experiments.variants_table)."""
+    return [variants_table.table_of([(short(path, d), s) for path, s in group],
+                                    f"Beyond the paper: hypergradient variants against the paper's method "
+                                    f"({setting_of(group[0][1]['config'])})")
+            for group in variant_groups(found)]
 
 
 BEYOND = ["row", "setting", "measured", "seeds", "note"]
@@ -423,7 +446,7 @@ def build(found, d):
     return [table1(found, d), table2(found, d), table3(found, d), figure3(found, d),
             figure4(found, d, "weighting", "left"), figure4(found, d, "optimizer", "centre"),
             figure4(found, d, "validation_size", "right"), sec44(found, d), pergrad_speed(found, d),
-            synthetic(found, d), robustness(found, d), *recipes(found, d), label_curve(found, d),
+            synthetic(found, d), robustness(found, d), *variants(found, d), *recipes(found, d), label_curve(found, d),
             *weighting_rules(found, d), madam_epsilon(found, d), augment_speed(found, d)]
 
 

@@ -66,7 +66,11 @@ def auroc_per_seed(results, seeds):
 
 
 def build(paths):
-    runs = [(path, read(path)) for path in paths]
+    return table_of([(path, read(path)) for path in paths])
+
+
+def table_of(runs, title="Hypergradient variants against the paper's method"):
+    """The table of `runs`, [(path, study JSON)] with the paper's method first."""
     studies = {r["study"] for _, r in runs}
     if len(studies) != 1:
         raise ConfigError(f"Mixed studies {sorted(studies)}: give runs of one experiment.")
@@ -94,7 +98,7 @@ def build(paths):
             pairs.append(("AUROC(−λ → wrong) − paper's (AUROC, not points)",
                           Pair(auroc, paper_auroc, "paper's AUROC", scale=1.0)))
         rows += [[name, label, "", "", "", "", pair] for label, pair in filter(None, pairs)]
-    return table("Hypergradient variants against the paper's method",
+    return table(title,
                  ["variant", "row", "measured", "AUROC(−λ → wrong) pooled (per seed)", "AUROC(−λ → OOD)",
                   "OOD among the lowest 5% of λ"], rows,
                  [f"{len(seeds)} paired seeds ({', '.join(map(str, seeds))}). Each variant's wrong pseudo-labels "

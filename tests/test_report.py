@@ -161,7 +161,7 @@ def test_the_report_places_every_result_in_its_table(tmp_path):
                 "d_noise": ({"ood_fraction": 0.5, "ood_classes": (), "ood_noise": True}, shares)}
     for name, (changes, extra) in ood_runs.items():
         write(tmp_path / "ood" / f"{name}.json", study(
-            "compare", {"base": B6, "ours": A6, "tuned_single_lambda": B6},
+            "compare", {"base": B6, "ours": A6, "tuned_single_lambda": B6, "ours_reversed": B6},
             [("ours", "base"), ("tuned_single_lambda", "base"), ("ours", "tuned_single_lambda")],
             {**ood, **changes}, **extra))
     write(tmp_path / "sec44.json", {"format": "influence_ssl.sec44/1", "settings": {"device": "cpu"},
@@ -186,19 +186,27 @@ def test_the_report_places_every_result_in_its_table(tmp_path):
     synthetic = section(out, "Sec. 4.1", "Beyond the paper")
     assert re.search(r"AUROC\(−λ → wrong pseudo-label\)\s+moons\s+0\.710", synthetic)
     assert "beyond noise (+2.00" in synthetic
-    robustness = section(out, "Beyond the paper")
+    robustness = section(out, "Beyond the paper: out-of-distribution", "Beyond the paper: hypergradient variants")
     setting = "digits, 50% OOD unlabeled (classes 6,7,8,9 held out)"
-    named = ["digits, 0% OOD unlabeled (classes 6,7,8,9 held out)", setting, f"{setting} [influence_view=weak]",
-             f"{setting} [λ0=3]", "digits, 50% OOD unlabeled (noise images)"]
+    named = ["digits, 0% OOD unlabeled (classes 6,7,8,9 held out)", setting, f"{setting} [λ0=3]",
+             "digits, 50% OOD unlabeled (noise images)"]
     assert [robustness.index(n + "  ") for n in named] == sorted(robustness.index(n + "  ") for n in named)
+    assert "influence_view=weak" not in robustness  # a variant of the paper's method: its own table
     share = [line for line in robustness.splitlines() if line.startswith("OOD share among the lowest 5% of λ")]
-    assert len(share) == 4 and all("90.0 ± 8.9% of the lowest 5% λ vs 50.0% of all" in line for line in share)
+    assert len(share) == 3 and all("90.0 ± 8.9% of the lowest 5% λ vs 50.0% of all" in line for line in share)
     assert "per seed 80%, 90%, 100%, 80%, 90%, 100%" in share[0]
-    # 5 files x 3 comparisons in one Holm family: p = 0.0312 each, none beyond noise.
+    # 4 files x 3 comparisons in one Holm family: p = 0.0312 each, none beyond noise.
     compared = [line for line in robustness.splitlines() if "6/0/0" in line]
-    assert len(compared) == 5 * 2 and all("0.0312" in line and "no detectable difference" in line
+    assert len(compared) == 4 * 2 and all("0.0312" in line and "no detectable difference" in line
                                           for line in compared)
-    assert "Holm across this table's 15 comparisons" in robustness
+    assert "Holm across this table's 12 comparisons" in robustness
+    # The weak-view variant against the paper's method in the same setting (not the 0%, λ0 = 3 or noise files):
+    # the paper's 3 comparisons and the variant's 4 (no AUROC per seed here), in a family of their own.
+    variants = section(out, "Beyond the paper: hypergradient variants", "Beyond the paper: base accuracy")
+    assert "(digits, 50 labels (fixmatch, ra), 50% OOD unlabeled)" in variants
+    assert "paper's method (z_paper.json)" in variants and "b_lambda3" not in variants
+    assert re.search(r"influence_view=weak\s+ours − paper's ours .*paper's ours\s+\+0\.00 ± 0\.00", variants)
+    assert "Holm across this table's 7 comparisons" in variants
     markdown = (tmp_path / "md" / "report.md").read_text()
     assert "(ablate_sensitivity_moons.png)" in markdown and (tmp_path / "md" / "ablate_sensitivity_moons.png").exists()
     assert "under `..`" in markdown and "experiments.report" in markdown  # where from, relative to the markdown

@@ -54,6 +54,13 @@ def describe(config):
     return ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
 
 
+def setting_key(config):
+    """A RunConfig dict's fields other than the hypergradient's (PAPER_HYPERGRADIENT) as one string: two studies
+    with one key differ only in their hypergradient."""
+    train = {k: v for k, v in config.get("train", {}).items() if k not in PAPER_HYPERGRADIENT}
+    return json.dumps({**config, "train": train}, sort_keys=True)
+
+
 def load(path):
     """The JSON at `path`; ResultsError (one line naming the file) if it cannot be read."""
     try:
