@@ -346,8 +346,9 @@ def recipes(found, d):
 
 def weighting_rules(found, d):
     """Per setting: test error of each method against base and against ours, then the weights as detectors
-    of wrong pseudo-labels (and OOD examples) against ours' λ, and how alike they rank the examples."""
-    tables = []
+    of wrong pseudo-labels (and OOD examples) against ours' λ, and how alike they rank the examples; last,
+    learned λ on top of a rule against the rule alone in every setting (one row each, so one family)."""
+    tables, on_rules = [], []
     for path, s in sorted(found["weighting_rules"], key=lambda ps: (is_ood(ps[1]["config"]),
                                                                      ps[1]["config"]["data"]["num_labeled"])):
         setting, methods, n = setting_of(s["config"]), s["methods"], len(s["seeds"])
@@ -358,12 +359,9 @@ def weighting_rules(found, d):
                 for name in methods if f"{name} - ours" in s["paired_vs_ours"]]
         tables.append(table(f"Beyond the paper: the field's weighting rules ({setting}), against ours", BEYOND,
                             rows))
-        on_rule = s.get("paired_on_rule", {})
-        if on_rule:
-            rows = [[x, setting, error_of(methods[x]["values"]), n, "", study_pair(s, x, y, table="paired_on_rule")]
-                    for x, y in (key.split(" - ") for key in on_rule)]
-            tables.append(table(f"Beyond the paper: learned λ on top of a weighting rule ({setting}), against the "
-                                "rule alone", BEYOND, rows))
+        on_rules += [[x, setting, error_of(methods[x]["values"]), n, short(path, d),
+                      study_pair(s, x, y, table="paired_on_rule")]
+                     for x, y in (key.split(" - ") for key in s.get("paired_on_rule", {}))]
         for kind, what in (("auroc_wrong", "wrong pseudo-label"), ("auroc_ood", "OOD example")):
             scores = {row: e for row, e in s.get("scores", {}).items() if kind in e}
             if not scores:
@@ -387,6 +385,9 @@ def weighting_rules(found, d):
                              + ", ".join(f"{m} {e['spearman_mean']:+.3f}" for m, e in s["rank_agreement"].items()))
             tables.append(table(f"Beyond the paper: low weights as a detector of a {what} ({setting})", BEYOND,
                                 rows, notes))
+    if on_rules:
+        tables.append(table("Beyond the paper: learned λ on top of a weighting rule, against the rule alone",
+                            BEYOND, on_rules))
     return tables
 
 
