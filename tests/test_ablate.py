@@ -81,11 +81,15 @@ def test_every_study_writes_per_seed_results_with_both_controls_and_a_picture(st
         ablate.PAPER_SENSITIVITY_GRID)
 
 
-def test_weighting_and_optimizer_studies_pair_their_own_question_beside_the_controls(studies):
-    """Fig. 4 left asks per-example against one shared λ, Fig. 4 centre M-Adam against each other optimizer: those
-    pairs join the study's Holm family after the pairs against base; the other studies pair against base only."""
+def test_weighting_optimizer_and_sensitivity_studies_pair_their_own_question_beside_the_controls(studies):
+    """Fig. 4 left asks per-example against one shared λ, Fig. 4 centre M-Adam against each other optimizer, Table 3
+    each (N, η) against the default: those pairs join the study's Holm family after the pairs against base; the
+    other studies pair against base only."""
     results, _ = studies
-    expected = {"weighting": ["ours@4 - single@4", "ours@6 - single@6"], "optimizer": ["madam - adam", "madam - sgd"]}
+    default = "N=5,eta=0.01"  # TINY_2D's inner_steps and the 2-D weight_lr: the paper's (100, 0.01)
+    expected = {"weighting": ["ours@4 - single@4", "ours@6 - single@6"], "optimizer": ["madam - adam", "madam - sgd"],
+                "sensitivity": [f"{n} - {default}" for n in ("N=2,eta=0.01", "N=15,eta=0.01", "N=5,eta=0.1",
+                                                             "N=5,eta=0.001")]}
     for study, (_, data) in results.items():
         methods, paired = data["methods"], data["paired"]
         against_base = [k for k in paired if k.split(" - ")[1].startswith("base")]

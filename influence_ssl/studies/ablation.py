@@ -177,11 +177,15 @@ def run(study, base, seeds, cache, log=print, **options):
 
 def question_pairs(study, rows):
     """The comparisons a study's figure makes beyond its controls: per-example against one shared λ at each label
-    count (Fig. 4 left), M-Adam against each other optimizer (Fig. 4 centre)."""
+    count (Fig. 4 left), M-Adam against each other optimizer (Fig. 4 centre), each (N, η) against the default
+    (Table 3's bold column)."""
     if study == "weighting":
         return [(f"ours@{m.x}", m.name) for m in rows if m.name.startswith("single@")]
     if study == "optimizer":  # its rows are always madam, adam and sgd (a grid flag changes their η only)
         return [("madam", "adam"), ("madam", "sgd")]
+    if study == "sensitivity":
+        default = next(m.name for m in rows if m.paper == (PAPER_DEFAULT_N, PAPER_DEFAULT_ETA))
+        return [(m.name, default) for m in rows if m.paper and m.name != default]
     return []
 
 
