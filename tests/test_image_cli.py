@@ -115,6 +115,17 @@ def test_view_inputs_writes_the_grid_of_what_the_model_sees(tmp_path):
     stdout = run_main("experiments.view_inputs", ["--algorithm=uda", "--dataset=digits", f"--out={out}"])
     assert f"inputs: {out}" in stdout and out.stat().st_size > 10_000
     assert "has no images to show" in refusal("experiments.view_inputs", ["--dataset=moons", f"--out={out}"])
+    stdout = run_main("experiments.view_inputs", ["--dataset=digits", "--ood_classes=6,7,8,9", "--ood_fraction=0.5",
+                                                  f"--out={out}"])
+    counted = re.search(r"\((\d+) of 16 unlabeled columns out of distribution\)", stdout)
+    assert counted and 0 < int(counted.group(1)) < 16  # about half of a batch drawn from a half-OOD set
+
+
+def test_view_inputs_frames_the_ood_columns_of_the_batch_by_id():
+    from experiments.view_inputs import ood_columns
+
+    assert ood_columns(np.array([False, True, False, True]), [3, 0, 1]).tolist() == [True, False, True]
+    assert ood_columns(None, [3, 0]).tolist() == [False, False]
 
 
 TINY = ["--steps=20", "--weight_warmup=10", "--inner_steps=10", "--log_every=20", "--eval_every=20",
