@@ -73,3 +73,17 @@ def test_a_run_configuration_with_ood_flags_builds_the_ood_split_of_its_seed():
     assert noise.num_classes == 10 and noise.unlabeled_ood.mean() == pytest.approx(0.25, abs=0.01)
     with pytest.raises(ConfigError, match="does not fit digits: OOD classes must be in 0..9"):
         build.load_data(config_of(["--ood_classes=12", "--ood_fraction=0.5"]))
+
+
+def test_a_comparison_picture_names_the_ood_kind_the_initial_lambda_and_the_hypergradient_variant():
+    from experiments import compare_plots
+
+    def title(args):
+        return compare_plots.title(config_of(["--dataset=digits", "--algorithm=fixmatch", *args]).to_dict(), 10)
+
+    assert title([]) == "fixmatch on digits, 50 labels, 10 seeds (paired)"
+    assert title(["--ood_noise", "--ood_fraction=0.5", "--weight_init=3"]) == (
+        "fixmatch on digits, 50 labels, 50% OOD unlabeled (noise images), λ0=3, 10 seeds (paired)")
+    assert title(["--ood_classes=6,7,8,9", "--ood_fraction=0.25", "--influence_view=weak"]) == (
+        "fixmatch on digits, 50 labels, 25% OOD unlabeled (classes 6,7,8,9 held out), influence_view=weak, "
+        "10 seeds (paired)")
