@@ -241,6 +241,14 @@ def test_the_ood_share_among_the_lowest_weights_counts_ties_by_their_expected_sh
               "ood": np.tile(ood, 2), "seed": np.repeat([0, 1], 40)}
     out = results_lib.weight_report(pooled, [0, 1])
     assert out["ood_share_lowest_5pct_per_seed"] == pytest.approx([0.25, 0.25])
+    # Each hypergradient-count group's OOD share, by hand: rows 0, 3 and 10 of the first seed never get a
+    # hypergradient (two of them OOD); the other 77 rows, 4 of them OOD, get one; no row gets three.
+    pooled["counts"] = np.ones(80, int)
+    pooled["counts"][[3, 10, 0]] = 0  # rows 3 and 10 are OOD, row 0 is not
+    groups = results_lib.weight_report(pooled, [0, 1])["weights_by_hypergradient_count"]
+    assert groups["never"]["ood_share"] == pytest.approx(2 / 3)
+    assert groups["1-2"]["ood_share"] == pytest.approx((6 - 2) / 77)
+    assert "ood_share" not in groups["3+"]  # an empty group has no share
     # P(λ_ood < λ_in) + ½ P(tie) over the 3 × 37 pairs: the OOD example at 0 is below the 34 in-distribution
     # ones and ties the 3 zeros; each OOD example at 1 ties the 34 ones.
     expected = ((34 + 0.5 * 3) + 2 * (0.5 * 34)) / (3 * 37)

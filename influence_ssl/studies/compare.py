@@ -63,7 +63,8 @@ def format_report(results):
                          f"{100 * g['wrong_pseudo_label_rate_lowest_5pct']:.1f}% among the lowest 5% of λ; AUROC of "
                          f"-λ {g['auroc_low_weight_vs_wrong']:.3f} pooled, "
                          f"{g['auroc_low_weight_vs_wrong_per_seed_mean']:.3f} ± "
-                         f"{g['auroc_low_weight_vs_wrong_per_seed_std']:.3f} per seed")
+                         f"{g['auroc_low_weight_vs_wrong_per_seed_std']:.3f} per seed"
+                         + (f"; OOD {100 * g['ood_share']:.1f}% of the group" if "ood_share" in g else ""))
     if "auroc_low_weight_vs_ood" in results:
         lines.append(f"out-of-distribution unlabeled: {100 * results['ood_fraction']:.0f}%; AUROC of -λ for OOD "
                      f"{results['auroc_low_weight_vs_ood']:.3f} pooled, per seed "

@@ -64,14 +64,15 @@ def pooled_weights(per_seed, seeds, name):
 def weight_report(pooled, seeds):
     """How the learned λ relate to wrong pseudo-labels (pooled and per seed), split by how many Λ steps gave an
     example a non-zero hypergradient, and to out-of-distribution examples where there are any."""
-    lam, wrong, groups = pooled["lambda"], pooled["wrong"], pooled["seed"]
+    lam, wrong, groups, ood = pooled["lambda"], pooled["wrong"], pooled["seed"], pooled["ood"]
     out = {"weights": weight_diagnostics(lam, wrong, groups=groups), "weights_by_hypergradient_count": {}}
     for name, inside in count_group_masks(pooled["counts"]).items():
         entry = {"fraction": float(inside.mean())}
+        if ood.any() and inside.any():  # is the mask what keeps the OOD examples from a hypergradient?
+            entry["ood_share"] = float(ood[inside].mean())
         if inside.sum() >= 2:
             entry.update(weight_diagnostics(lam[inside], wrong[inside], groups=groups[inside]))
         out["weights_by_hypergradient_count"][name] = entry
-    ood = pooled["ood"]
     if ood.any():
         out["ood_fraction"] = float(ood.mean())
         out["auroc_low_weight_vs_ood"] = auroc(-lam, ood)
