@@ -31,5 +31,8 @@ def title(config, seeds):
     if data["ood_classes"] or data["ood_noise"]:
         kind = "noise images" if data["ood_noise"] else f"classes {','.join(map(str, data['ood_classes']))} held out"
         parts.append(f"{100 * data['ood_fraction']:.0f}% OOD unlabeled ({kind})")
-    parts += [f"λ0={weight_init:g}"] * (weight_init != 1) + [describe(config)] * bool(describe(config))
+    if weight_init != 1:
+        parts.append(f"λ0={weight_init:g}")
+    if describe(config):
+        parts.append(describe(config))
     return ", ".join(parts + [f"{seeds} seeds (paired)"])

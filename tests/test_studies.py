@@ -233,7 +233,8 @@ def test_synthetic_results_pair_against_pseudo_label(fake_training, tmp_path):
 
 def test_the_ood_share_among_the_lowest_weights_counts_ties_by_their_expected_share():
     """40 examples per seed, the lowest 5% = 2: four λ tie at 0 and one of them is OOD, so the expected OOD
-    share is 1/4 whatever the rows' order (a pick by row order would say 0 or 1/2); AUROC by hand."""
+    share is 1/4 whatever the rows' order (a pick by row order would say 0 or 1/2); AUROC and each
+    hypergradient-count group's OOD share by hand."""
     lam = np.array([0.0] * 4 + [1.0] * 36)
     ood = np.zeros(40, bool)
     ood[[3, 10, 20]] = True  # one of the tied zeros, two among the ones
@@ -241,6 +242,10 @@ def test_the_ood_share_among_the_lowest_weights_counts_ties_by_their_expected_sh
               "ood": np.tile(ood, 2), "seed": np.repeat([0, 1], 40)}
     out = results_lib.weight_report(pooled, [0, 1])
     assert out["ood_share_lowest_5pct_per_seed"] == pytest.approx([0.25, 0.25])
+    # P(λ_ood < λ_in) + ½ P(tie) over the 3 × 37 pairs: the OOD example at 0 is below the 34 in-distribution
+    # ones and ties the 3 zeros; each OOD example at 1 ties the 34 ones.
+    expected = ((34 + 0.5 * 3) + 2 * (0.5 * 34)) / (3 * 37)
+    assert out["auroc_low_weight_vs_ood_per_seed"] == pytest.approx([expected, expected])
     # Each hypergradient-count group's OOD share, by hand: rows 0, 3 and 10 of the first seed never get a
     # hypergradient (two of them OOD); the other 77 rows, 4 of them OOD, get one; no row gets three.
     pooled["counts"] = np.ones(80, int)
@@ -249,7 +254,3 @@ def test_the_ood_share_among_the_lowest_weights_counts_ties_by_their_expected_sh
     assert groups["never"]["ood_share"] == pytest.approx(2 / 3)
     assert groups["1-2"]["ood_share"] == pytest.approx((6 - 2) / 77)
     assert "ood_share" not in groups["3+"]  # an empty group has no share
-    # P(λ_ood < λ_in) + ½ P(tie) over the 3 × 37 pairs: the OOD example at 0 is below the 34 in-distribution
-    # ones and ties the 3 zeros; each OOD example at 1 ties the 34 ones.
-    expected = ((34 + 0.5 * 3) + 2 * (0.5 * 34)) / (3 * 37)
-    assert out["auroc_low_weight_vs_ood_per_seed"] == pytest.approx([expected, expected])
