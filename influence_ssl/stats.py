@@ -90,14 +90,16 @@ def _t_p(d):
         return float(scipy.stats.ttest_rel(d, np.zeros_like(d)).pvalue)
 
 
-def paired(a, b, *, confidence=0.95, n_boot=10000, seed=0, tie_tolerance=0.0):
+def paired(a, b, *, confidence=0.95, n_boot=10000, seed=0, tie_tolerance=0.0, wilcoxon=True):
     """Compare per-seed values a[i] and b[i] ([n] finite floats each, n >= 1, same seeds).
 
     The bootstrap resamples seeds (n with replacement, n_boot times) with
     np.random.default_rng(seed); its CI is the (1 -+ confidence) / 2 percentiles of the resampled
     means. p_t is scipy's ttest_rel except where it is undefined: 1.0 when n == 1 or all d == 0, 0.0
     when all d are equal and nonzero. p_wilcoxon is scipy's wilcoxon (zero_method='wilcox': zeros
-    dropped), 1.0 when all d == 0. See `permutation_p` for p_perm.
+    dropped), 1.0 when all d == 0; wilcoxon=False leaves it nan (with ties scipy runs a permutation test
+    of its own, about 0.4 s a call, which a table that reads only p_perm does not need). See
+    `permutation_p` for p_perm.
     """
     a, b = _vector(a, "a"), _vector(b, "b")
     if a.size != b.size:
@@ -112,7 +114,10 @@ def paired(a, b, *, confidence=0.95, n_boot=10000, seed=0, tie_tolerance=0.0):
     rng = np.random.default_rng(seed)
     boot = d[rng.integers(0, n, size=(int(n_boot), n))].mean(axis=1)
     ci_low, ci_high = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
-    p_wilcoxon = 1.0 if np.all(d == 0) else float(scipy.stats.wilcoxon(d).pvalue)
+    if not wilcoxon:
+        p_wilcoxon = float("nan")
+    else:
+        p_wilcoxon = 1.0 if np.all(d == 0) else float(scipy.stats.wilcoxon(d).pvalue)
     return PairedComparison(
         n=n, mean_a=float(a.mean()), mean_b=float(b.mean()), mean=float(d.mean()),
         std=float(d.std(ddof=1)) if n > 1 else 0.0, ci_low=float(ci_low), ci_high=float(ci_high),

@@ -145,6 +145,9 @@ def test_t_and_wilcoxon_match_scipy(n, zeros):
     c = stats.paired(a, b)
     assert c.p_t == pytest.approx(scipy.stats.ttest_rel(a, b).pvalue, rel=1e-12)
     assert c.p_wilcoxon == pytest.approx(scipy.stats.wilcoxon(a, b).pvalue, rel=1e-12)
+    # Without the Wilcoxon test: every other field is the same, p_wilcoxon is nan.
+    lean = stats.paired(a, b, wilcoxon=False).to_dict()
+    assert np.isnan(lean.pop("p_wilcoxon")) and lean == {k: v for k, v in c.to_dict().items() if k != "p_wilcoxon"}
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # scipy's own warnings on the degenerate inputs
