@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments import study_plots  # noqa: E402
-from influence_ssl.studies.report import describe  # noqa: E402
+from influence_ssl.studies.report import departures, is_ood, ood_kind  # noqa: E402
 
 
 def draw(results, path):
@@ -25,14 +25,9 @@ def draw(results, path):
 
 def title(config, seeds):
     """'fixmatch on digits, 50 labels, 50% OOD unlabeled (noise images), λ0=3, 10 seeds (paired)': the setting,
-    with the initial λ and the hypergradient variant where they are not the paper's."""
-    data, weight_init = config["data"], config["train"]["weight_init"]
+    with the hypergradient variant and the initial λ where they are not the paper's."""
+    data = config["data"]
     parts = [f"{config['algorithm']['algorithm']} on {data['dataset']}", f"{data['num_labeled']} labels"]
-    if data["ood_classes"] or data["ood_noise"]:
-        kind = "noise images" if data["ood_noise"] else f"classes {','.join(map(str, data['ood_classes']))} held out"
-        parts.append(f"{100 * data['ood_fraction']:.0f}% OOD unlabeled ({kind})")
-    if weight_init != 1:
-        parts.append(f"λ0={weight_init:g}")
-    if describe(config):
-        parts.append(describe(config))
-    return ", ".join(parts + [f"{seeds} seeds (paired)"])
+    if is_ood(config):
+        parts.append(f"{100 * data['ood_fraction']:.0f}% OOD unlabeled ({ood_kind(config)})")
+    return ", ".join(parts + departures(config) + [f"{seeds} seeds (paired)"])

@@ -27,9 +27,12 @@ from influence_ssl.studies.report import (
     Table,
     auroc_cell,
     collect,
+    departures,
     describe,
     error,
     error_of,
+    is_ood,
+    ood_kind,
     ood_share_cell,
     per_seed_cell,
     render_markdown,
@@ -64,10 +67,6 @@ def short(path, results_dir):
 def with_paper(rows, paper_of=lambda name: None):
     """Study rows with a paper column after the setting."""
     return [[r[0], r[1], paper_cell(paper_of(r[0])), *r[2:]] for r in rows]
-
-
-def is_ood(config):
-    return bool(config["data"]["ood_classes"]) or config["data"]["ood_noise"]
 
 
 def runs(found, dataset_in):
@@ -248,22 +247,17 @@ def synthetic(found, d):
 
 
 def robustness(found, d):
-    def what(c):  # the kind of OOD examples
-        data = c["data"]
-        return "noise images" if data["ood_noise"] else f"classes {','.join(map(str, data['ood_classes']))} held out"
-
-    def how(c):  # what the study changes from the paper's method: the hypergradient, the initial λ
-        weight_init = c["train"]["weight_init"]
-        return "; ".join(filter(None, [describe(c), f"λ0={weight_init:g}" if weight_init != 1 else ""]))
+    def how(c):
+        return "; ".join(departures(c))
 
     rows = []
     grouped = {path for group in variant_groups(found) for path, _ in group[1:]}
     studies = [(path, s) for path, s in found["compare"] if is_ood(s["config"]) and path not in grouped]
-    order = lambda ps: (what(ps[1]["config"]) == "noise images", ps[1]["config"]["data"]["ood_fraction"],
+    order = lambda ps: (ood_kind(ps[1]["config"]) == "noise images", ps[1]["config"]["data"]["ood_fraction"],
                         how(ps[1]["config"]))  # "" (the paper's method) first
     for path, s in sorted(studies, key=order):
         c = s["config"]
-        setting = f"{c['data']['dataset']}, {100 * c['data']['ood_fraction']:.0f}% OOD unlabeled ({what(c)})"
+        setting = f"{c['data']['dataset']}, {100 * c['data']['ood_fraction']:.0f}% OOD unlabeled ({ood_kind(c)})"
         setting += f" [{how(c)}]" if how(c) else ""
         n = len(s["seeds"])
         rows += study_rows(s, setting, note=short(path, d))

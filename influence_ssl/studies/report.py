@@ -54,6 +54,24 @@ def describe(config):
     return ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
 
 
+def is_ood(config):
+    """Whether a RunConfig dict puts out-of-distribution examples in the unlabeled set."""
+    return bool(config["data"]["ood_classes"]) or config["data"]["ood_noise"]
+
+
+def ood_kind(config):
+    """'noise images' or 'classes 6,7,8,9 held out': the OOD examples of a RunConfig dict that has any."""
+    data = config["data"]
+    return "noise images" if data["ood_noise"] else f"classes {','.join(map(str, data['ood_classes']))} held out"
+
+
+def departures(config):
+    """What a RunConfig dict changes from the paper's method beyond its data, e.g. ['influence_view=weak',
+    'λ0=3']: the hypergradient (describe) and the initial λ; [] for the paper's method."""
+    weight_init = config["train"]["weight_init"]
+    return [text for text in (describe(config), f"λ0={weight_init:g}" if weight_init != 1 else "") if text]
+
+
 def setting_key(config):
     """A RunConfig dict's fields other than the hypergradient's (PAPER_HYPERGRADIENT) as one string: two studies
     with one key differ only in their hypergradient."""
